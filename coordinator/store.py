@@ -1,0 +1,246 @@
+"""The measurement store: one writer thread, readers on their own connections.
+
+SQL about measurements lives here.  Everything that writes measurements - probe ingest, RIPE
+Atlas imports, Tocsin-record imports - goes through :func:`insert_measurements`, so idempotency
+(same id and content: duplicate; same id, other content: conflict) is decided in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from coordinator import db as dbmod
+from probe.record import RecordError, canonical_json, content_hash, time_to_epoch, validate
+
+T = TypeVar("T")
+
+# Timestamps further than this from the coordinator's clock are flagged, never rewritten.
+FUTURE_TOLERANCE_S = 300.0
+PAST_TOLERANCE_S = 400 * 86400.0
+
+MEASUREMENT_COLUMNS = (
+    "measurement_id", "content_hash", "schema_version", "test_name", "test_version", "target",
+    "probe_id", "campaign_id", "task_id", "source", "probe_cc", "probe_asn", "probe_access",
+    "start_time", "start_ts", "runtime_s", "success", "failure", "test_keys", "annotations",
+    "received_ts", "flags",
+)
+_INSERT_SQL = (
+    f"INSERT INTO measurements ({', '.join(MEASUREMENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in MEASUREMENT_COLUMNS)}) ON CONFLICT(measurement_id) DO NOTHING"
+)
+
+
+@dataclass
+class Outcome:
+    """What happened to each record of a batch, by index in the batch."""
+
+    inserted: list[str] = field(default_factory=list)      # measurement ids newly stored
+    duplicates: list[str] = field(default_factory=list)    # same id, same content: acknowledged
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (index, reason)
+    flagged: list[tuple[str, str]] = field(default_factory=list)   # (measurement id, flags)
+
+    @property
+    def accepted(self) -> list[str]:
+        return self.inserted + self.duplicates
+
+
+def row_from_record(record: dict[str, Any], received_ts: float) -> tuple[Any, ...]:
+    start_ts = time_to_epoch(record["start_time"])
+    flags = []
+    if start_ts > received_ts + FUTURE_TOLERANCE_S:
+        flags.append("future_timestamp")
+    if start_ts < received_ts - PAST_TOLERANCE_S:
+        flags.append("past_timestamp")
+    annotations = record.get("annotations")
+    return (
+        record["measurement_id"], content_hash(record), record["schema_version"], record["test_name"],
+        record["test_version"], record["target"], record.get("probe_id"), record.get("campaign_id"),
+        record.get("task_id"), record["source"], record.get("probe_cc"), record.get("probe_asn"),
+        record.get("probe_access"), record["start_time"], start_ts, record["runtime_s"],
+        1 if record["success"] else 0, record["failure"],
+        json.dumps(record["test_keys"], separators=(",", ":"), ensure_ascii=False),
+        None if annotations is None else json.dumps(annotations, separators=(",", ":"), ensure_ascii=False),
+        received_ts, ",".join(flags) or None,
+    )
+
+
+def record_from_row(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
+    """Rebuild the exact record that was stored (its content hash matches ``content_hash``)."""
+    rec: dict[str, Any] = {
+        "measurement_id": row["measurement_id"],
+        "schema_version": row["schema_version"],
+        "test_name": row["test_name"],
+        "test_version": row["test_version"],
+        "target": row["target"],
+        "probe_id": row["probe_id"],
+        "source": row["source"],
+        "start_time": row["start_time"],
+        "runtime_s": row["runtime_s"],
+        "success": bool(row["success"]),
+        "failure": row["failure"],
+        "test_keys": json.loads(row["test_keys"]),
+    }
+    for key in ("campaign_id", "task_id", "probe_cc", "probe_asn", "probe_access"):
+        if row[key] is not None:
+            rec[key] = row[key]
+    if row["annotations"] is not None:
+        rec["annotations"] = json.loads(row["annotations"])
+    return rec
+
+
+def insert_measurements(
+    conn: sqlite3.Connection,
+    records: Iterable[Any],
+    *,
+    received_ts: float | None = None,
+    check: Callable[[dict[str, Any]], str | None] | None = None,
+) -> Outcome:
+    """Validate and store records in one transaction; committed when this returns.
+
+    ``check`` may refuse a record for a caller-specific reason (e.g. its probe_id is not the
+    uploader's) by returning the reason.  A bad record never blocks the others.
+    """
+    now = time.time() if received_ts is None else received_ts
+    out = Outcome()
+    rows: list[tuple[Any, ...]] = []
+    ids: list[str] = []
+    hashes: dict[str, str] = {}
+    for index, record in enumerate(records):
+        try:
+            validate(record)
+            reason = check(record) if check else None
+            if reason:
+                raise RecordError(reason)
+            row = row_from_record(record, now)
+        except RecordError as exc:
+            out.rejected.append((index, str(exc)))
+            continue
+        mid = record["measurement_id"]
+        if mid in hashes:
+            if hashes[mid] == row[1]:
+                out.duplicates.append(mid)
+            else:
+                out.rejected.append((index, f"conflict: measurement_id {mid} appears twice in the batch with different content"))
+            continue
+        hashes[mid] = row[1]
+        rows.append(row)
+        ids.append(mid)
+        if row[-1]:
+            out.flagged.append((mid, row[-1]))
+    if not rows:
+        return out
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        existing: dict[str, str] = {}
+        for chunk_start in range(0, len(ids), 500):
+            chunk = ids[chunk_start:chunk_start + 500]
+            q = f"SELECT measurement_id, content_hash FROM measurements WHERE measurement_id IN ({','.join('?' * len(chunk))})"
+            existing.update((r[0], r[1]) for r in conn.execute(q, chunk))
+        fresh = []
+        for row in rows:
+            mid = row[0]
+            if mid in existing:
+                if existing[mid] == row[1]:
+                    out.duplicates.append(mid)
+                else:
+                    out.rejected.append((-1, f"conflict: measurement_id {mid} is already stored with different content"))
+                    out.flagged = [f for f in out.flagged if f[0] != mid]
+            else:
+                fresh.append(row)
+                out.inserted.append(mid)
+        conn.executemany(_INSERT_SQL, fresh)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return out
+
+
+# Query filters accepted by iter_measurements, each mapped to its SQL condition.
+FILTERS: dict[str, str] = {
+    "country": "probe_cc = ?",
+    "asn": "probe_asn = ?",
+    "probe": "probe_id = ?",
+    "test": "test_name = ?",
+    "target": "target = ?",
+    "source": "source = ?",
+    "campaign": "campaign_id = ?",
+    "access": "probe_access = ?",
+    "since": "start_ts >= ?",
+    "until": "start_ts < ?",
+    "after_seq": "seq > ?",
+}
+
+
+def iter_measurements(
+    conn: sqlite3.Connection, *, order: str = "start_ts", batch: int = 5000, **filters: Any
+) -> Iterator[sqlite3.Row]:
+    """Stream measurement rows matching ``filters`` (keys of :data:`FILTERS`), ``batch`` at a time."""
+    if order not in ("start_ts", "seq"):
+        raise ValueError("order must be start_ts or seq")
+    conds, params = [], []
+    for key, value in filters.items():
+        if value is None:
+            continue
+        if key not in FILTERS:
+            raise ValueError(f"unknown filter {key}")
+        conds.append(FILTERS[key])
+        params.append(value)
+    where = (" WHERE " + " AND ".join(conds)) if conds else ""
+    cur = conn.execute(f"SELECT * FROM measurements{where} ORDER BY {order}, seq", params)
+    while True:
+        rows = cur.fetchmany(batch)
+        if not rows:
+            return
+        yield from rows
+
+
+class Store:
+    """Owns the SQLite file: one writer thread with one connection; readers get their own."""
+
+    def __init__(self, data_dir: str | Path):
+        self.data_dir = Path(data_dir)
+        self.path = dbmod.db_path(self.data_dir)
+        self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tocsin-writer")
+        self._reader_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tocsin-reader")
+        self._local = threading.local()
+        self._writer: sqlite3.Connection = self._writer_pool.submit(dbmod.open_writer, self.data_dir).result()
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` on the writer thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer_pool, lambda: fn(self._writer, *args))
+
+    def write_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        return self._writer_pool.submit(lambda: fn(self._writer, *args)).result()
+
+    def reader(self) -> sqlite3.Connection:
+        """A read-only connection of the calling thread's own."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = dbmod.connect(self.path, readonly=True)
+            self._local.conn = conn
+        return conn
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` on a reader thread with a read-only connection."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader_pool, lambda: fn(self.reader(), *args))
+
+    def close(self) -> None:
+        self._writer_pool.submit(self._writer.close).result()
+        self._writer_pool.shutdown(wait=True)
+        self._reader_pool.shutdown(wait=True)
+
+
+__all__ = ["FILTERS", "Outcome", "Store", "canonical_json", "insert_measurements", "iter_measurements",
+           "record_from_row", "row_from_record"]

@@ -1,0 +1,1 @@
+"""The emulated country: network-namespace topologies, fault actions and scenarios."""

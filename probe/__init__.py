@@ -1,0 +1,3 @@
+"""Tocsin probe: measurements, the result record and the volunteer's agent."""
+
+__version__ = "0.1.0"
