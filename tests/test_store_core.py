@@ -1,0 +1,131 @@
+"""The one insert path: validation, idempotency, conflicts, flags, streaming reads."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coordinator import db as dbmod
+from coordinator.store import Store, insert_measurements, iter_measurements, record_from_row
+from probe.record import content_hash, make_record
+
+
+def rec(i: int, **kw: Any) -> dict[str, Any]:
+    base = dict(
+        test_name="tcp", test_version="1.0.0", target=f"198.18.0.{i % 250}:443",
+        start_time=datetime(2022, 1, 5, 10, 30, tzinfo=UTC) + timedelta(seconds=i),
+        runtime_s=0.01, success=True, failure=None, test_keys={"connect_ms": 1.5 + i},
+        probe_id="p1", probe_cc="KZ", probe_asn=9198,
+    )
+    base.update(kw)
+    return make_record(**base)
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> sqlite3.Connection:
+    return dbmod.open_writer(tmp_path)
+
+
+def test_insert_then_duplicate_is_acknowledged_not_stored_twice(conn: sqlite3.Connection) -> None:
+    records = [rec(i) for i in range(10)]
+    first = insert_measurements(conn, records)
+    assert len(first.inserted) == 10 and not first.rejected
+    again = insert_measurements(conn, records)
+    assert again.inserted == [] and sorted(again.duplicates) == sorted(r["measurement_id"] for r in records)
+    assert conn.execute("SELECT count(*) FROM measurements").fetchone()[0] == 10
+
+
+def test_same_id_other_content_is_a_conflict(conn: sqlite3.Connection) -> None:
+    r = rec(1)
+    insert_measurements(conn, [r])
+    changed = dict(r, test_keys={"connect_ms": 999.0})
+    out = insert_measurements(conn, [changed])
+    assert out.inserted == [] and out.duplicates == []
+    assert len(out.rejected) == 1 and "conflict" in out.rejected[0][1]
+    stored = conn.execute("SELECT test_keys FROM measurements").fetchone()[0]
+    assert "999" not in stored
+
+
+def test_conflict_inside_one_batch(conn: sqlite3.Connection) -> None:
+    r = rec(1)
+    out = insert_measurements(conn, [r, dict(r, runtime_s=5.0), r])
+    assert out.inserted == [r["measurement_id"]]
+    assert out.duplicates == [r["measurement_id"]]
+    assert out.rejected == [(1, f"conflict: measurement_id {r['measurement_id']} appears twice in the batch with different content")]
+
+
+def test_bad_record_does_not_block_the_rest(conn: sqlite3.Connection) -> None:
+    good = rec(2)
+    bad_missing = {k: v for k, v in rec(3).items() if k != "target"}
+    bad_type = dict(rec(4), probe_asn="9198")
+    out = insert_measurements(conn, [bad_missing, good, "not an object", bad_type])
+    assert out.inserted == [good["measurement_id"]]
+    reasons = dict(out.rejected)
+    assert reasons[0] == "missing required key target"
+    assert "must be a JSON object" in reasons[2]
+    assert "probe_asn must be" in reasons[3]
+
+
+def test_caller_check_refuses(conn: sqlite3.Connection) -> None:
+    out = insert_measurements(conn, [rec(1, probe_id="other")], check=lambda r: None if r["probe_id"] == "p1" else "not yours")
+    assert out.rejected == [(0, "not yours")] and not out.inserted
+
+
+def test_future_and_past_timestamps_are_flagged_not_fixed(conn: sqlite3.Connection) -> None:
+    now = time.time()
+    future = rec(1, start_time=datetime.fromtimestamp(now + 3600, UTC))
+    past = rec(2, start_time=datetime.fromtimestamp(now - 500 * 86400, UTC))
+    ok = rec(3, start_time=datetime.fromtimestamp(now - 60, UTC))
+    out = insert_measurements(conn, [future, past, ok], received_ts=now)
+    assert dict(out.flagged) == {future["measurement_id"]: "future_timestamp", past["measurement_id"]: "past_timestamp"}
+    rows = {r["measurement_id"]: r for r in conn.execute("SELECT * FROM measurements")}
+    assert rows[future["measurement_id"]]["start_time"] == future["start_time"]  # not rewritten
+    assert rows[ok["measurement_id"]]["flags"] is None
+
+
+def test_row_round_trips_to_identical_record(conn: sqlite3.Connection) -> None:
+    r = rec(7, annotations={"target_category": "domestic", "vantage": "inside"}, campaign_id="c1", task_id="t1")
+    insert_measurements(conn, [r])
+    row = conn.execute("SELECT * FROM measurements").fetchone()
+    back = record_from_row(row)
+    assert back == r
+    assert content_hash(back) == row["content_hash"]
+
+
+def test_iter_measurements_filters_and_streams(conn: sqlite3.Connection) -> None:
+    records = [rec(i, probe_asn=9198 if i % 2 else 48716, test_name="tcp" if i % 3 else "dns") for i in range(50)]
+    insert_measurements(conn, records)
+    got = list(iter_measurements(conn, asn=9198, batch=7))
+    assert len(got) == 25 and all(r["probe_asn"] == 9198 for r in got)
+    assert [r["start_ts"] for r in got] == sorted(r["start_ts"] for r in got)
+    since = records[10]["start_time"]
+    from probe.record import time_to_epoch
+    got = list(iter_measurements(conn, since=time_to_epoch(since), test="dns"))
+    assert {r["measurement_id"] for r in got} == {r["measurement_id"] for r in records[10:] if r["test_name"] == "dns"}
+    with pytest.raises(ValueError, match="unknown filter"):
+        list(iter_measurements(conn, colour="red"))
+
+
+def test_migrations_are_applied_once_and_numbered_uniquely(tmp_path: Path) -> None:
+    conn = dbmod.open_writer(tmp_path)
+    applied = [r[0] for r in conn.execute("SELECT number FROM _migrations ORDER BY number")]
+    assert applied == [n for n, _ in dbmod.migrations()]
+    assert dbmod.migrate(conn) == []
+
+
+async def test_store_writer_and_reader_threads(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    try:
+        out = await store.write(insert_measurements, [rec(i) for i in range(5)])
+        assert len(out.inserted) == 5
+        n = await store.read(lambda c: c.execute("SELECT count(*) FROM measurements").fetchone()[0])
+        assert n == 5
+        with pytest.raises(sqlite3.OperationalError):
+            await store.read(lambda c: c.execute("DELETE FROM measurements"))
+    finally:
+        store.close()
