@@ -1,0 +1,236 @@
+"""Export formats, each a streaming writer fed one stored measurement row at a time.
+
+* ``jsonl`` - ``measurements/<test>.jsonl.gz``: one Tocsin record per line, exactly as stored
+  (``coordinator.store.record_from_row``), unless a privacy key had to be removed (see
+  :data:`PRIVATE_KEYS`).
+* ``parquet`` - ``measurements/<test>.parquet``: one column per record field (:data:`PARQUET_SCHEMA`,
+  built from ``probe.record.FIELDS``); ``test_keys`` and ``annotations`` are JSON text columns;
+  an extra ``start_ts`` column holds ``start_time`` as a UTC timestamp (microseconds).
+* ``csv`` - ``measurements/<test>.csv``: the same columns as Parquet (without ``start_ts``),
+  booleans as ``true``/``false``, null as an empty cell, JSON columns as JSON text.
+* ``atlas`` - ``atlas/<test>.jsonl.gz`` for ping and traceroute: RIPE Atlas result format
+  (:mod:`coordinator.archive.atlas_format`).
+
+Memory is bounded by the Parquet row group (``parquet_batch_rows``), never by the range.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from coordinator.archive.atlas_format import ATLAS_TESTS, to_atlas
+from probe.record import FIELD_NAMES, FIELDS
+
+FORMATS = ("jsonl", "parquet", "csv", "atlas")
+
+# Test-key names that could hold the probe's own (volunteer's) address; removed on export.
+PRIVATE_KEYS = frozenset({"src_addr", "srcaddr", "source_address", "local_address", "local_addr",
+                          "client_address", "client_ip", "probe_address", "public_ip", "my_ip", "from_addr"})
+_PRIVATE_RE = re.compile(r'"(' + "|".join(sorted(PRIVATE_KEYS)) + r')"\s*:')
+_OPTIONAL = ("campaign_id", "task_id", "probe_cc", "probe_asn", "probe_access")
+
+Row = Any          # sqlite3.Row or a mapping with the measurements columns
+
+
+def _arrow_type(types: tuple[type, ...]) -> pa.DataType:
+    kinds = {t for t in types if t is not type(None)}
+    if kinds == {bool}:
+        return pa.bool_()
+    if kinds == {int}:
+        return pa.int64()
+    if float in kinds:
+        return pa.float64()
+    return pa.string()          # str, and dict as JSON text
+
+
+PARQUET_SCHEMA = pa.schema(
+    [pa.field(f.name, _arrow_type(f.types), nullable=not f.required or type(None) in f.types) for f in FIELDS]
+    + [pa.field("start_ts", pa.timestamp("us", tz="UTC"), nullable=False)]
+)
+CSV_COLUMNS = FIELD_NAMES
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items() if k not in PRIVATE_KEYS}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def test_keys_text(row: Row) -> tuple[str, bool]:
+    """The row's test_keys JSON text with private keys removed; and whether any was removed."""
+    text: str = row["test_keys"]
+    if _PRIVATE_RE.search(text) is None:
+        return text, False
+    return orjson.dumps(_scrub(orjson.loads(text))).decode(), True
+
+
+def record_line(row: Row, keys_text: str) -> bytes:
+    """One JSONL line of the stored record, built without re-parsing test_keys."""
+    env: dict[str, Any] = {
+        "measurement_id": row["measurement_id"], "schema_version": row["schema_version"],
+        "test_name": row["test_name"], "test_version": row["test_version"], "target": row["target"],
+        "probe_id": row["probe_id"], "source": row["source"], "start_time": row["start_time"],
+        "runtime_s": row["runtime_s"], "success": bool(row["success"]), "failure": row["failure"],
+    }
+    for key in _OPTIONAL:
+        if row[key] is not None:
+            env[key] = row[key]
+    parts = [orjson.dumps(env)[:-1], b',"test_keys":', keys_text.encode()]
+    if row["annotations"] is not None:
+        parts += [b',"annotations":', row["annotations"].encode()]
+    parts.append(b"}\n")
+    return b"".join(parts)
+
+
+class _Sink:
+    path: Path
+    rows: int = 0
+
+    def write(self, row: Row, keys_text: str) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class JsonlSink(_Sink):
+    def __init__(self, path: Path, level: int):
+        self.path, self.rows = path, 0
+        self._fh: gzip.GzipFile = gzip.GzipFile(path, "wb", compresslevel=level, mtime=0)
+        self._buf: list[bytes] = []
+
+    def write(self, row: Row, keys_text: str) -> None:
+        self._buf.append(record_line(row, keys_text))
+        self.rows += 1
+        if len(self._buf) >= 2000:
+            self._fh.write(b"".join(self._buf))
+            self._buf.clear()
+
+    def close(self) -> None:
+        self._fh.write(b"".join(self._buf))
+        self._fh.close()
+
+
+class ParquetSink(_Sink):
+    def __init__(self, path: Path, batch_rows: int):
+        self.path, self.rows, self._batch = path, 0, batch_rows
+        self._cols: dict[str, list[Any]] = {name: [] for name in PARQUET_SCHEMA.names}
+        self._writer = pq.ParquetWriter(path, PARQUET_SCHEMA, compression="zstd")
+
+    def write(self, row: Row, keys_text: str) -> None:
+        cols = self._cols
+        for name in FIELD_NAMES:
+            if name == "test_keys":
+                cols[name].append(keys_text)
+            elif name == "success":
+                cols[name].append(bool(row[name]))
+            else:
+                cols[name].append(row[name])
+        cols["start_ts"].append(round(row["start_ts"] * 1_000_000))
+        self.rows += 1
+        if len(cols["start_ts"]) >= self._batch:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._cols["start_ts"]:
+            self._writer.write_batch(pa.record_batch(self._cols, schema=PARQUET_SCHEMA))
+            self._cols = {name: [] for name in PARQUET_SCHEMA.names}
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    return value
+
+
+class CsvSink(_Sink):
+    def __init__(self, path: Path):
+        self.path, self.rows = path, 0
+        self._fh = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._csv = csv.writer(self._fh)
+        self._csv.writerow(CSV_COLUMNS)
+
+    def write(self, row: Row, keys_text: str) -> None:
+        cells = []
+        for name in CSV_COLUMNS:
+            if name == "test_keys":
+                cells.append(keys_text)
+            elif name == "success":
+                cells.append("true" if row[name] else "false")
+            else:
+                cells.append(_cell(row[name]))
+        self._csv.writerow(cells)
+        self.rows += 1
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class AtlasSink(_Sink):
+    def __init__(self, path: Path, level: int):
+        self.path, self.rows = path, 0
+        self._fh: gzip.GzipFile = gzip.GzipFile(path, "wb", compresslevel=level, mtime=0)
+
+    def write(self, row: Row, keys_text: str) -> None:
+        record = orjson.loads(record_line(row, keys_text))
+        atlas = to_atlas(record)
+        if atlas is not None:
+            self._fh.write(orjson.dumps(atlas) + b"\n")
+            self.rows += 1
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def sink_path(fmt: str, test: str) -> str:
+    """Path of a format's file for one test, relative to the bundle."""
+    return {"jsonl": f"measurements/{test}.jsonl.gz", "parquet": f"measurements/{test}.parquet",
+            "csv": f"measurements/{test}.csv", "atlas": f"atlas/{test}.jsonl.gz"}[fmt]
+
+
+def open_sink(fmt: str, root: Path, test: str, *, gzip_level: int, parquet_batch_rows: int) -> _Sink | None:
+    if fmt == "atlas" and test not in ATLAS_TESTS:
+        return None
+    path = root / sink_path(fmt, test)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    makers: dict[str, Callable[[], _Sink]] = {
+        "jsonl": lambda: JsonlSink(path, gzip_level),
+        "parquet": lambda: ParquetSink(path, parquet_batch_rows),
+        "csv": lambda: CsvSink(path),
+        "atlas": lambda: AtlasSink(path, gzip_level),
+    }
+    return makers[fmt]()
+
+
+def csv_header() -> bytes:
+    buf = io.StringIO()
+    csv.writer(buf).writerow(CSV_COLUMNS)
+    return buf.getvalue().encode()
+
+
+def csv_line(row: Row, keys_text: str) -> bytes:
+    buf = io.StringIO()
+    csv.writer(buf).writerow([keys_text if n == "test_keys" else ("true" if row[n] else "false")
+                              if n == "success" else _cell(row[n]) for n in CSV_COLUMNS])
+    return buf.getvalue().encode()
+
+
+def utc_iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,35 @@
+"""``[archive]`` settings (a section of the coordinator's configuration)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Settings:
+    dir: str = "archives"                    # bundles' folder, relative to the data dir unless absolute
+    formats: list[str] = field(default_factory=lambda: ["jsonl", "parquet", "csv", "atlas"])
+    gzip_level: int = 6                      # 1 (fast) .. 9 (small) for .jsonl.gz files
+    parquet_batch_rows: int = 20000          # rows per Parquet row group; bounds the build's memory
+    query_max_days: float = 366.0            # widest time range one streamed query may ask for
+
+    def __post_init__(self) -> None:
+        from coordinator.archive.formats import FORMATS
+
+        bad = [f for f in self.formats if f not in FORMATS]
+        if bad or not self.formats:
+            raise ValueError(f"archive.formats: {bad or 'empty'} - choose from {', '.join(FORMATS)}")
+        if not 1 <= self.gzip_level <= 9:
+            raise ValueError("archive.gzip_level must be 1..9")
+        if self.parquet_batch_rows < 100:
+            raise ValueError("archive.parquet_batch_rows must be at least 100")
+
+
+def from_config(config: Any) -> Settings:
+    """The ``archive`` section of the coordinator's config object, or the defaults."""
+    try:
+        section = config.section("archive")
+    except (AttributeError, KeyError):
+        section = None
+    return section if isinstance(section, Settings) else Settings()
