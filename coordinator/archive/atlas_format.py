@@ -10,11 +10,10 @@ The output parses with ``ripe.atlas.sagan`` unchanged (``Result.get(line)``).  M
 * RTTs are rounded to 3 decimals (as Atlas probes report them),
 * ``from`` and ``src_addr`` (the probe's own address) are never written.
 
-Expected test keys (aliases in brackets): ping - ``packets`` [``replies``] list of
-``{rtt_ms, ttl}`` (``rtt_ms`` null for a lost packet), ``address`` [``dst_addr``, ``ip``],
-``size_bytes`` [``size``, ``packet_size``], ``sent``/``received`` [``packets_sent``,
-``packets_received``] and ``rtt_min_ms``/``rtt_mean_ms``/``rtt_max_ms`` [``min_ms``, ``avg_ms``,
-``mean_ms``, ``max_ms``] when there is no packet list; traceroute - ``hops`` list of ``{ttl
+Test keys read (aliases in brackets): ping (``probe/probers/ping.py``) - ``packets`` [``replies``]
+list of ``{rtt_ms, ttl}`` (``rtt_ms`` null for a lost packet), ``resolved_address`` [``address``,
+``dst_addr``, ``ip``], ``size_bytes`` [``size``, ``packet_size``], and when there is no packet
+list ``sent``/``received`` and ``min_rtt_ms``/``mean_rtt_ms``/``max_rtt_ms``; traceroute - ``hops`` list of ``{ttl
 [hop], responses [replies, probes, packets]: [{address [from, ip], rtt_ms, ttl [reply_ttl],
 size, icmp_type, icmp_code}]}`` (or a hop with ``address``/``rtt_ms`` itself), ``protocol``,
 ``paris_id`` [``flow_id``], ``address``.
@@ -67,7 +66,7 @@ def _af(address: str | None) -> int | None:
 
 def _dest(record: dict[str, Any]) -> tuple[str | None, str]:
     keys = record["test_keys"]
-    address = _pick(keys, "address", "dst_addr", "ip", "destination_address")
+    address = _pick(keys, "resolved_address", "address", "dst_addr", "ip", "destination_address")
     name = record["target"]
     if address is None and _af(name):
         address = name
@@ -126,9 +125,9 @@ def ping_to_atlas(record: dict[str, Any]) -> dict[str, Any]:
         out["min"], out["max"] = min(rtts), max(rtts)
         out["avg"] = round(sum(rtts) / len(rtts), 3)
     else:
-        lo = _rtt(_pick(keys, "rtt_min_ms", "min_ms"))
-        avg = _rtt(_pick(keys, "rtt_mean_ms", "rtt_avg_ms", "avg_ms", "mean_ms"))
-        hi = _rtt(_pick(keys, "rtt_max_ms", "max_ms"))
+        lo = _rtt(_pick(keys, "min_rtt_ms", "rtt_min_ms", "min_ms"))
+        avg = _rtt(_pick(keys, "mean_rtt_ms", "rtt_mean_ms", "avg_ms", "mean_ms"))
+        hi = _rtt(_pick(keys, "max_rtt_ms", "rtt_max_ms", "max_ms"))
         out["min"], out["avg"], out["max"] = (lo, avg, hi) if avg is not None else (-1, -1, -1)
     return out
 

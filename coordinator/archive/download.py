@@ -65,6 +65,7 @@ def _fetch_file(url: str, dest: Path, entry: dict[str, Any], progress: Progress 
     if offset > entry["bytes"]:
         part.unlink()
         offset = 0
+    part.touch()
     if offset < entry["bytes"]:
         resp = _get(url, {"Range": f"bytes={offset}-"} if offset else None)
         with resp:

@@ -46,10 +46,13 @@ def probe_address(i: int) -> str:
 def _keys(test: str, rng: random.Random, up: bool, slow: bool, i: int, tgt: str) -> dict[str, Any]:
     rtt = rng.uniform(5, 40) * (8 if slow else 1)
     if test == "ping":
-        packets = [{"seq": s, "rtt_ms": round(rtt + rng.random(), 3) if up else None, "ttl": 57 if up else None}
-                   for s in range(3)]
-        return {"address": tgt, "src_addr": probe_address(i), "packets": packets, "size_bytes": 56,
-                "sent": 3, "received": 3 if up else 0}
+        rtts = [round(rtt + rng.random(), 3) for _ in range(3)]
+        packets = [{"seq": s, "rtt_ms": rtts[s] if up else None, "ttl": 57 if up else None,
+                    "failure": None if up else "timeout"} for s in range(3)]
+        return {"resolved_address": tgt, "family": "ipv4", "src_addr": probe_address(i), "packets": packets,
+                "sent": 3, "received": 3 if up else 0, "min_rtt_ms": min(rtts) if up else None,
+                "median_rtt_ms": sorted(rtts)[1] if up else None,
+                "mean_rtt_ms": round(sum(rtts) / 3, 3) if up else None, "max_rtt_ms": max(rtts) if up else None}
     if test == "traceroute":
         hops = [{"ttl": h, "responses": [{"address": f"198.18.{h}.1", "rtt_ms": round(rtt * h / 4, 3)}]}
                 for h in range(1, 5 if up else 3)]
