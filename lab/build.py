@@ -1,0 +1,159 @@
+"""Bring a :class:`~lab.topology.Topology` up as namespaces and veths, and take it down again.
+
+Routes are computed from the link graph (shortest path, hop count): every node gets one route per
+remote node prefix and per remote link /30, with its own address as source, plus ``unreachable
+default`` - so no namespace can route to the host's network (there is no veth to the host
+namespace at all).  :func:`verify_guard` checks this with ``ip route get`` (nothing is sent).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from pathlib import Path
+
+from lab import netns
+from lab.topology import Topology
+
+
+class Lab:
+    """A topology brought up under a name prefix.  Use as a context manager or call up()/down()."""
+
+    def __init__(self, topo: Topology, prefix: str = "tl", workdir: str | Path | None = None) -> None:
+        self.topo = topo
+        self.prefix = netns.check_prefix(prefix)
+        self.workdir = Path(workdir) if workdir else Path(f"/tmp/tocsin-lab-{prefix}")
+
+    def ns(self, node: str) -> str:
+        self.topo.node(node)
+        return f"{self.prefix}-{node}"
+
+    def dev(self, link_index: int, node: str) -> str:
+        ln = self.topo.links[link_index]
+        if node not in (ln.a, ln.b):
+            raise KeyError(f"link {link_index} does not touch {node}")
+        return f"{self.prefix}v{link_index}{'a' if node == ln.a else 'b'}"
+
+    def peer_address(self, link_index: int, node: str) -> str:
+        a, b = self.topo.link_addresses(link_index)
+        return b if node == self.topo.links[link_index].a else a
+
+    # --- up -------------------------------------------------------------------------------
+    def up(self) -> None:
+        netns.require_root()
+        netns.host_guard()
+        netns.cleanup(self.prefix)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        state = {"prefix": self.prefix, "namespaces": [], "processes": [], "workdir": str(self.workdir)}
+        netns.save_state(self.prefix, state)
+        try:
+            for node in self.topo.nodes.values():
+                ns = self.ns(node.name)
+                netns.run("ip", "netns", "add", ns)
+                state["namespaces"].append(ns)
+                netns.save_state(self.prefix, state)
+                self._sysctls(ns)
+                addrs = [node.address] + [t.address for t in self.topo.targets if t.node == node.name]
+                batch = "link set lo up\n" + "".join(f"address add {a}/32 dev lo\n" for a in addrs)
+                netns.run("ip", "-n", ns, "-batch", "-", input_text=batch)
+            for i, ln in enumerate(self.topo.links):
+                da, db = self.dev(i, ln.a), self.dev(i, ln.b)
+                netns.run("ip", "link", "add", da, "netns", self.ns(ln.a), "type", "veth",
+                          "peer", "name", db, "netns", self.ns(ln.b))
+                aa, ab = self.topo.link_addresses(i)
+                for node, dev, addr in ((ln.a, da, aa), (ln.b, db, ab)):
+                    netns.run("ip", "-n", self.ns(node), "-batch", "-",
+                              input_text=f"address add {addr}/30 dev {dev}\nlink set {dev} up\n")
+            for node in self.topo.nodes:
+                netns.run("ip", "-n", self.ns(node), "-batch", "-", input_text=self._routes(node))
+            self._resolv_conf()
+        except Exception:
+            self.down()
+            raise
+
+    def _sysctls(self, ns: str) -> None:
+        for key, value in (("net.ipv4.ip_forward", "1"), ("net.ipv4.conf.all.rp_filter", "0"),
+                           ("net.ipv4.conf.default.rp_filter", "0"), ("net.ipv4.icmp_ratelimit", "0"),
+                           ("net.ipv4.ping_group_range", "0 2147483647"),
+                           ("net.ipv6.conf.all.disable_ipv6", "1")):
+            netns.nsexec(ns, "sysctl", "-qw", f"{key}={value}")
+
+    def next_hops(self, src: str) -> dict[str, tuple[int, str]]:
+        """For every node reachable from ``src``: (first link index, first-hop node)."""
+        first: dict[str, tuple[int, str]] = {}
+        queue = deque([src])
+        seen = {src}
+        while queue:
+            cur = queue.popleft()
+            for i, ln in self.topo.links_of(cur):
+                nxt = ln.b if ln.a == cur else ln.a
+                if nxt in seen:
+                    continue
+                seen.add(nxt)
+                first[nxt] = first[cur] if cur != src else (i, nxt)
+                queue.append(nxt)
+        return first
+
+    def _routes(self, node: str) -> str:
+        hops = self.next_hops(node)
+        src = self.topo.node(node).address
+        own_links = {i for i, _ in self.topo.links_of(node)}
+        lines = ["route replace unreachable default"]
+        for other, (li, _) in hops.items():
+            via = self.peer_address(li, node)
+            lines.append(f"route replace {self.topo.node(other).prefix} via {via} src {src}")
+        for i, ln in enumerate(self.topo.links):
+            if i in own_links:
+                continue
+            li = hops[ln.a][0]
+            lines.append(f"route replace {self.topo.link_subnet(i)} via {self.peer_address(li, node)} src {src}")
+        return "\n".join(lines) + "\n"
+
+    def _resolv_conf(self) -> None:
+        for node in self.topo.nodes.values():
+            resolver = self.topo.resolver(node.side)
+            d = netns.NETNS_ETC / self.ns(node.name)
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "resolv.conf").write_text(f"nameserver {resolver.address}\noptions timeout:1 attempts:1\n")
+
+    # --- down -----------------------------------------------------------------------------
+    def down(self) -> dict[str, int]:
+        return netns.cleanup(self.prefix)
+
+    def __enter__(self) -> Lab:
+        self.up()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    # --- checks ---------------------------------------------------------------------------
+    def verify_guard(self) -> list[str]:
+        """Problems found with ``ip route get`` (empty list = fine): every namespace must route
+        lab addresses inside the lab and have no route to the host's own addresses."""
+        problems = []
+        host_addrs = host_addresses()
+        for node in self.topo.nodes:
+            ns = self.ns(node)
+            for addr in [*host_addrs, "1.1.1.1", "10.0.0.1", "192.168.1.1"]:
+                out = netns.run("ip", "-n", ns, "route", "get", addr, check=False)
+                if " via " in out or " dev " in out:
+                    problems.append(f"{ns}: {addr} is routable: {out.strip()}")
+            for other in self.topo.nodes.values():
+                out = netns.run("ip", "-n", ns, "route", "get", other.address, check=False)
+                if other.name != node and " via " not in out:
+                    problems.append(f"{ns}: {other.address} not routed inside the lab: {out.strip()}")
+        return problems
+
+
+def host_addresses() -> list[str]:
+    """IPv4 addresses of the host namespace outside the lab range (what a namespace must not reach)."""
+    out = netns.run("ip", "-4", "-o", "addr", "show", check=False)
+    found = []
+    for line in out.splitlines():
+        parts = line.split()
+        if "inet" in parts:
+            ip = ipaddress.ip_interface(parts[parts.index("inet") + 1]).ip
+            if not ip.is_loopback and ip not in ipaddress.ip_network("198.18.0.0/15"):
+                found.append(str(ip))
+    return found

@@ -1,0 +1,86 @@
+"""The ``throttle`` action: tbf for all traffic of chosen networks, htb + u32 for chosen targets.
+
+Shaping sits on both ends of each chosen access node's uplink: the access side's egress (uploads)
+and the core side's egress towards it (downloads).  With ``targets``, an htb with a fast default
+class and a slow class 1:20 is installed and u32 filters send packets to or from the targets'
+addresses into 1:20 (the kernel here has no fw/matchall classifiers).
+"""
+
+from __future__ import annotations
+
+import re
+
+from lab import netns
+from lab.actions import Action, ActionError, Context
+from lab.build import Lab
+
+_RATE_RE = re.compile(r"^(\d+(?:\.\d+)?)(kbit|mbit|gbit)$")
+_UNITS = {"kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
+
+
+def rate_bps(text: str) -> float:
+    m = _RATE_RE.match(text)
+    if not m:
+        raise ActionError(f"throttle: rate {text!r} must look like 500kbit, 2mbit or 1gbit")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+class Throttle(Action):
+    KIND = "throttle"
+    PARAMS = ("rate", "access", "nodes", "targets")
+    DOC = ("limit traffic of the chosen access networks (access=TYPE or nodes=[...], default all) to rate; "
+           "with targets=[...] only traffic to/from those targets")
+
+    def _nodes(self, lab: Lab) -> list[str]:
+        if "nodes" in self.params:
+            names = self._strings("nodes")
+            for n in names:
+                lab.topo.node(n)
+            return names
+        access = self.params.get("access")
+        nodes = lab.topo.access_nodes(None if access is None else str(access))
+        if not nodes:
+            raise ActionError(f"throttle: no node has access {access!r}")
+        return [n.name for n in nodes]
+
+    def validate(self, lab: Lab) -> None:
+        rate_bps(str(self.params.get("rate", "")))
+        try:
+            self._nodes(lab)
+            [lab.topo.target(t) for t in self._strings("targets", [])]
+        except KeyError as exc:
+            raise ActionError(f"throttle: {exc.args[0]}") from None
+
+    def _devs(self, lab: Lab) -> list[tuple[str, str]]:
+        out = []
+        for node in self._nodes(lab):
+            for i, ln in lab.topo.links_of(node):
+                peer = ln.b if ln.a == node else ln.a
+                out.append((lab.ns(node), lab.dev(i, node)))
+                out.append((lab.ns(peer), lab.dev(i, peer)))
+        return out
+
+    def apply(self, ctx: Context) -> None:
+        rate = str(self.params["rate"])
+        bps = rate_bps(rate)
+        burst = max(int(bps / 8 / 20), 4000)      # 50 ms of traffic, at least a few packets
+        targets = [ctx.lab.topo.target(t).address for t in self._strings("targets", [])]
+        for ns, dev in self._devs(ctx.lab):
+            if not targets:
+                netns.run("tc", "-n", ns, "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate,
+                          "burst", str(burst), "latency", "200ms")
+            else:
+                batch = [f"qdisc replace dev {dev} root handle 1: htb default 10",
+                         f"class add dev {dev} parent 1: classid 1:10 htb rate 10gbit",
+                         f"class add dev {dev} parent 1: classid 1:20 htb rate {rate} ceil {rate} burst {burst}"]
+                for addr in targets:
+                    for way in ("dst", "src"):
+                        batch.append(f"filter add dev {dev} parent 1: protocol ip prio 1 u32 "
+                                     f"match ip {way} {addr}/32 flowid 1:20")
+                netns.run("tc", "-n", ns, "-batch", "-", input_text="\n".join(batch) + "\n")
+            self.applied.append((ns, dev))
+
+    def undo(self, ctx: Context) -> None:
+        for ns, dev in self.applied:
+            netns.run("tc", "-n", ns, "qdisc", "del", "dev", dev, "root", check=False)
+        self.applied.clear()
