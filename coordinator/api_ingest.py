@@ -1,0 +1,184 @@
+"""Ingest: ``POST /api/v1/measurements`` - signed gzip batches from the probes' outboxes.
+
+Order of checks: size (aiohttp's ``client_max_size``), signature and replay, gunzip with a cap,
+JSON shape, hash chain, per-probe rate limit, then every record through
+:func:`coordinator.store.insert_measurements` (validation, idempotency) with a check that its
+probe fields are the uploading probe's.  The answer is sent only after the COMMIT returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from coordinator import auth
+from coordinator.api import API, SERVICE, cfg, error, ok, verify_signed
+from coordinator.app import STORE
+from coordinator.store import insert_measurements
+from probe.signing import GENESIS, chain_hash
+
+DROP_KEYS = ("drop_id", "dropped_count", "dropped_bytes", "first_start_time", "last_start_time",
+             "measurement_ids", "ts")
+
+
+def decode_batch(body: bytes, max_bytes: int, max_items: int) -> list[dict[str, Any]]:
+    """Gunzip (capped) and check the batch's shape and hash chain; raises AuthError(400/413)."""
+    if body[:2] == b"\x1f\x8b":
+        d = zlib.decompressobj(wbits=31)
+        try:
+            raw = d.decompress(body, max_bytes + 1)
+        except zlib.error as exc:
+            raise auth.AuthError(400, f"body is not valid gzip: {exc}") from None
+        if len(raw) > max_bytes or d.unconsumed_tail:
+            raise auth.AuthError(413, f"batch is larger than {max_bytes} bytes once decompressed")
+    else:
+        raw = body
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise auth.AuthError(400, f"batch is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
+        raise auth.AuthError(400, 'batch must be a JSON object {"items": [...]}')
+    items = doc["items"]
+    if not items:
+        raise auth.AuthError(400, "batch has no items")
+    if len(items) > max_items:
+        raise auth.AuthError(413, f"batch has {len(items)} items; at most {max_items} are accepted")
+    prev = None
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("prev"), str) or not isinstance(item.get("hash"), str):
+            raise auth.AuthError(400, f"item {i} must be an object with prev, hash and record or drop")
+        payload = item.get("record", item.get("drop"))
+        if ("record" in item) == ("drop" in item) or not isinstance(payload, dict):
+            raise auth.AuthError(400, f"item {i} must carry exactly one object: record or drop")
+        if prev is not None and item["prev"] != prev:
+            raise auth.AuthError(400, f"hash chain broken at item {i}: prev does not match item {i - 1}'s hash")
+        if chain_hash(item["prev"], payload) != item["hash"]:
+            raise auth.AuthError(400, f"hash chain broken at item {i}: hash does not match its content")
+        if "drop" in item:
+            check_drop(payload, i)
+        prev = item["hash"]
+    return items
+
+
+def check_drop(drop: dict[str, Any], i: int) -> None:
+    unknown = sorted(set(drop) - set(DROP_KEYS))
+    missing = [k for k in ("drop_id", "dropped_count", "dropped_bytes", "measurement_ids") if k not in drop]
+    if unknown or missing:
+        raise auth.AuthError(400, f"item {i}: drop report keys: unknown {unknown}, missing {missing}")
+    if not isinstance(drop["measurement_ids"], list) or not isinstance(drop["dropped_count"], int) \
+            or not isinstance(drop["drop_id"], str) or not isinstance(drop["dropped_bytes"], int):
+        raise auth.AuthError(400, f"item {i}: drop report has wrong types")
+
+
+def probe_check(probe_id: str, networks: set[tuple[Any, Any, Any]]) -> Callable[[dict[str, Any]], str | None]:
+    def check(rec: dict[str, Any]) -> str | None:
+        if rec.get("probe_id") != probe_id:
+            return f"probe_id {rec.get('probe_id')!r} is not the uploading probe {probe_id}"
+        if rec.get("source") != "tocsin":
+            return "source must be tocsin for probe uploads"
+        net = (rec.get("probe_cc"), rec.get("probe_asn"), rec.get("probe_access"))
+        if net not in networks:
+            return (f"probe_cc/probe_asn/probe_access {net} were never assigned to probe {probe_id}; "
+                    "records must carry the values from the schedule")
+        return None
+    return check
+
+
+def _networks(conn: sqlite3.Connection, probe_id: str) -> set[tuple[Any, Any, Any]]:
+    rows = conn.execute("SELECT cc, asn, access FROM probe_networks WHERE probe_id = ?", (probe_id,))
+    return {(r[0], r[1], r[2]) for r in rows}
+
+
+def _ingest_job(conn: sqlite3.Connection, probe_id: str, items: list[dict[str, Any]], networks: set[Any]) -> dict[str, Any]:
+    now = time.time()
+    rec_items = [(i, it) for i, it in enumerate(items) if "record" in it]
+    records = [it["record"] for _, it in rec_items]
+    out = insert_measurements(conn, records, received_ts=now, check=probe_check(probe_id, networks))
+    results: dict[int, dict[str, Any]] = {}
+    accepted = set(out.accepted)
+    inserted = set(out.inserted)
+    flags = dict(out.flagged)
+    by_id: dict[str, list[int]] = {}
+    for k, (_i, it) in enumerate(rec_items):
+        mid = it["record"].get("measurement_id")
+        if isinstance(mid, str):
+            by_id.setdefault(mid, []).append(k)
+    for k, reason in out.rejected:
+        if k < 0:  # conflict with a stored record: the store names the id
+            mid = reason.split("measurement_id ", 1)[1].split(" ", 1)[0]
+            ks = [j for j in by_id.get(mid, []) if j not in results]
+            k = ks[0] if ks else 0
+        i = rec_items[k][0]
+        results[k] = {"index": i, "measurement_id": records[k].get("measurement_id") if isinstance(records[k], dict) else None,
+                      "status": "rejected", "reason": reason}
+    for k, (i, it) in enumerate(rec_items):
+        if k in results:
+            continue
+        mid = it["record"]["measurement_id"]
+        status = "inserted" if mid in inserted else "duplicate" if mid in accepted else "rejected"
+        res: dict[str, Any] = {"index": i, "measurement_id": mid, "status": status}
+        if mid in flags:
+            res["flags"] = flags[mid]
+        results[k] = res
+    drops = 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        first_prev = items[0]["prev"]
+        if first_prev != GENESIS and not conn.execute("SELECT 1 FROM upload_chain WHERE hash = ?", (first_prev,)).fetchone():
+            conn.execute("INSERT OR IGNORE INTO chain_gaps VALUES (?, ?, ?, ?)", (probe_id, first_prev, items[0]["hash"], now))
+        conn.executemany("INSERT OR IGNORE INTO upload_chain VALUES (?, ?, ?, ?, ?)",
+                         [(it["hash"], it["prev"], probe_id, it["record"].get("measurement_id") if "record" in it else None, now)
+                          for it in items])
+        for it in items:
+            if "drop" in it:
+                d = it["drop"]
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO probe_drops VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (d["drop_id"], probe_id, d["dropped_count"], d["dropped_bytes"], d.get("first_start_time"),
+                     d.get("last_start_time"), json.dumps(d["measurement_ids"]), d.get("ts"), now))
+                drops += cur.rowcount
+        conn.execute("UPDATE probes SET last_upload_ts = ? WHERE probe_id = ?", (now, probe_id))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return {"committed": True, "inserted": len(out.inserted), "duplicates": len(out.duplicates),
+            "rejected": len(out.rejected), "drops": drops, "results": [results[k] for k in sorted(results)]}
+
+
+async def ingest(request: web.Request) -> web.Response:
+    config, store = cfg(request.app), request.app[STORE]
+    try:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise auth.AuthError(413, f"request body is larger than {config.ingest_max_bytes} bytes") from None
+        probe_id = await verify_signed(request, body)
+        items = await asyncio.to_thread(decode_batch, body, config.ingest_max_decompressed_bytes,
+                                        config.ingest_max_records)
+        wait = request.app[SERVICE].limiter.records(probe_id, len(items))
+        if wait:
+            return error(429, f"rate limit: retry after {wait:.1f} s", retry_after_s=wait)
+        networks = await store.read(_networks, probe_id)
+        answer = await store.write(_ingest_job, probe_id, items, networks)
+    except auth.AuthError as exc:
+        return error(exc.status, str(exc))
+    n_records = answer["inserted"] + answer["duplicates"] + answer["rejected"]
+    status = 200
+    if n_records and not answer["inserted"] and not answer["duplicates"]:
+        conflicts = all(r.get("reason", "").startswith("conflict") for r in answer["results"])
+        status = 409 if conflicts else 422
+    return ok(answer, status=status)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post(f"{API}/measurements", ingest)
