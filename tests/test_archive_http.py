@@ -80,7 +80,7 @@ async def test_download_resumes_and_verifies(server: tuple[TestServer, Path]) ->
     # a corrupt partial file is caught by its checksum and removed; the next run completes
     (root / "events.jsonl").unlink()
     (root / "events.jsonl.part").write_bytes(b"garbage")
-    with pytest.raises(download.DownloadError, match="events.jsonl: checksum mismatch"):
+    with pytest.raises(download.DownloadError, match=r"events\.jsonl: checksum mismatch"):
         await loop.run_in_executor(None, lambda: download.fetch(url, out, key=key, progress=False))
     assert not (root / "events.jsonl.part").exists()
     other = signing.public_key_b64(signing.load_or_create_key(tmp / "other"))

@@ -1,0 +1,1 @@
+"""Alerts: signed webhooks delivered once per event state change, Atom feeds, Prometheus metrics."""
