@@ -1,0 +1,139 @@
+"""Put Tocsin into the lab: the coordinator's config and prefix table, the campaign, the probes.
+
+Only the public commands are used (``python -m coordinator serve|invite|campaign add``, ``python
+-m probe register|run``), as an operator and volunteers would.  Files written:
+
+* ``DATA/coordinator.toml`` - listen address, the lab prefix table, a poll interval fitted to the
+  scenario's probe interval;
+* ``DATA/lab-prefixes.tsv`` - every node's /24 with its ASN and country;
+* ``WORKDIR/campaign.toml`` - inline ``[[target]]`` tables for the lab's targets;
+* ``WORKDIR/probes/<name>/probe.toml`` - ``allow_ranges = ["198.19.0.0/16"]`` so each probe's
+  address guard lets lab targets through.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from lab import netns
+from lab.build import Lab
+from lab.scenario import Scenario
+
+LAB_RANGE = "198.19.0.0/16"
+
+
+def coordinator_url(lab: Lab) -> str:
+    return f"http://{lab.topo.node('coord').address}:{lab.topo.coordinator_port}"
+
+
+def data_dir(lab: Lab) -> Path:
+    return lab.workdir / "coordinator"
+
+
+def probe_state(lab: Lab, name: str) -> Path:
+    return lab.workdir / "probes" / name
+
+
+def prefix_table(lab: Lab) -> str:
+    lines = ["# Tocsin lab prefix table: PREFIX ASN CC NODE (written by python -m lab)"]
+    lines += [f"{n.prefix}\t{n.asn}\t{n.cc}\t{n.name}" for n in lab.topo.nodes.values()]
+    return "\n".join(lines) + "\n"
+
+
+def write_coordinator_config(lab: Lab, sc: Scenario, extra: dict[str, dict[str, Any]] | None = None) -> Path:
+    data = data_dir(lab)
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "lab-prefixes.tsv").write_text(prefix_table(lab))
+    poll = max(1.0, sc.interval_s / 2)
+    doc: dict[str, dict[str, Any]] = {"coordinator": {
+        "listen": f"{lab.topo.node('coord').address}:{lab.topo.coordinator_port}",
+        "prefix_table": str(data / "lab-prefixes.tsv"),
+        "poll_interval_s": poll,
+        "silent_after_s": 3 * sc.interval_s,
+    }}
+    for section, values in (extra or {}).items():
+        doc.setdefault(section, {}).update(values)
+    path = data / "coordinator.toml"
+    path.write_text(tomli_w.dumps(doc))
+    return path
+
+
+def available_tests(wanted: list[str]) -> list[str]:
+    """The wanted tests whose prober module exists in this tree."""
+    from probe.probers import REGISTRY
+
+    return [t for t in wanted if t in REGISTRY and importlib.util.find_spec(REGISTRY[t]) is not None]
+
+
+TEST_PARAMS: dict[str, dict[str, Any]] = {
+    "ping": {"count": 3, "interval_s": 0.2, "timeout_s": 1.0},
+    "http": {"max_body_bytes": 65536},
+}
+
+
+def campaign(lab: Lab, sc: Scenario) -> dict[str, Any]:
+    tests = available_tests(sc.tests)
+    targets = []
+    for t in lab.topo.targets:
+        ttests = [x for x in t.tests if x in tests]
+        if not ttests:
+            continue
+        entry: dict[str, Any] = {"name": t.name, "category": t.category, "group": t.group,
+                                 "cc": lab.topo.node(t.node).cc, "address": t.address, "port": 80,
+                                 "tests": ttests}
+        if t.kind in ("web", "speed"):
+            entry["url"] = f"http://{t.name}/" if t.kind == "web" else f"http://{t.name}/bytes/200000"
+        targets.append(entry)
+    return {
+        "name": f"lab-{sc.name}", "country": lab.topo.country, "interval_s": sc.interval_s,
+        "timeout_s": max(1.0, min(sc.interval_s * 0.75, 5.0)),
+        "tests": [{"name": t, "params": TEST_PARAMS.get(t, {})} for t in tests],
+        "target": targets,
+    }
+
+
+def _cli(args: list[str], timeout: float = 60) -> str:
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=str(netns.REPO), env={"PYTHONPATH": str(netns.REPO), "PATH": "/usr/sbin:/usr/bin:/bin"})
+    if proc.returncode != 0:
+        raise netns.LabError(f"{' '.join(args)}: exit {proc.returncode}: {proc.stderr.strip()[-800:]}")
+    return proc.stdout
+
+
+def add_campaign(lab: Lab, sc: Scenario) -> str:
+    path = lab.workdir / "campaign.toml"
+    path.write_text(tomli_w.dumps(campaign(lab, sc)))
+    return _cli(["-m", "lab.campaign_add", "--data", str(data_dir(lab)), str(path)]).strip()
+
+
+def register_probes(lab: Lab) -> dict[str, str]:
+    """Invite and register every probe of the topology (in parallel); returns name -> probe id."""
+    data = data_dir(lab)
+    tokens = {p.name: _cli(["-m", "coordinator", "invite", "--data", str(data), "--note", f"lab {p.name}"]).strip()
+              for p in lab.topo.probes}
+    running = {}
+    for p in lab.topo.probes:
+        node = lab.topo.node(p.node)
+        state = probe_state(lab, p.name)
+        state.mkdir(parents=True, exist_ok=True)
+        (state / "probe.toml").write_text(tomli_w.dumps({"allow_ranges": [LAB_RANGE], "max_concurrent_tests": 8}))
+        argv = ["ip", "netns", "exec", lab.ns(p.node), sys.executable, "-m", "probe", "register",
+                "--coordinator", coordinator_url(lab), "--invite", tokens[p.name], "--state", str(state),
+                "--cc", node.cc, "--asn", str(node.asn), "--access", node.access or "fixed", "--name", p.name]
+        running[p.name] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                           cwd=str(netns.REPO), env={"PYTHONPATH": str(netns.REPO),
+                                                                     "PATH": "/usr/sbin:/usr/bin:/bin"})
+    ids = {}
+    for name, popen in running.items():
+        out, err = popen.communicate(timeout=60)
+        if popen.returncode != 0:
+            raise netns.LabError(f"probe register {name}: exit {popen.returncode}: {err.strip()[-500:]}")
+        ids[name] = json.loads(out)["probe_id"]
+    return ids

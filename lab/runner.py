@@ -1,0 +1,176 @@
+"""``python -m lab run SCENARIO``: bring the country up, run Tocsin in it, play the timeline.
+
+Order: topology -> target services -> coordinator (``serve`` in its namespace) -> Atlas stand-in
+(when installed) -> campaign -> invites and registrations -> probes (``probe run`` in access
+namespaces) -> warm-up (the baseline) -> timeline -> tail (time to resolve) -> results JSON ->
+teardown.  SIGINT/SIGTERM and errors still tear down; after a crash ``python -m lab down`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lab import check, deploy, events, netns, services
+from lab.actions import Context
+from lab.build import Lab
+from lab.procs import Procs
+from lab.scenario import Scenario
+from lab.topology import Topology, kazakhstan
+
+RESULTS_DIR = Path("/tmp/tocsin-lab-results")
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    raise Interrupted(f"signal {signum}")
+
+
+class Run:
+    def __init__(self, sc: Scenario, *, prefix: str = "tl", topo: Topology | None = None,
+                 workdir: Path | None = None, live: bool = False, keep: bool = False,
+                 results_dir: Path = RESULTS_DIR, say: Callable[[str], None] = print) -> None:
+        self.sc = sc
+        self.lab = Lab(topo or kazakhstan(), prefix, workdir)
+        self.live, self.keep, self.say = live, keep, say
+        self.results_dir = results_dir
+        self.procs: Procs | None = None
+        self.commands: dict[str, tuple[str, list[str]]] = {}
+        self.t0 = 0.0
+        self.errors: list[str] = []
+        self.steps_log: list[dict[str, Any]] = []
+        self.atlas_state: dict[int, bool] = {}
+        self._seq = 0
+
+    # --- processes --------------------------------------------------------------------------
+    def start(self, name: str) -> None:
+        assert self.procs is not None
+        ns, args = self.commands[name]
+        self.procs.start(name, ns, args)
+
+    def _ctx(self) -> Context:
+        assert self.procs is not None
+        procs = self.procs
+        return Context(self.lab, services.tamper_path(self.lab), kill_process=procs.kill,
+                       start_process=self.start, stop_process=procs.stop)
+
+    def _wait_coordinator(self, timeout_s: float = 30) -> None:
+        coord = self.lab.topo.node("coord")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if check.tcp(self.lab.ns("out"), coord.address, self.lab.topo.coordinator_port, 0.5) == "ok":
+                return
+            time.sleep(0.2)
+        assert self.procs is not None
+        raise netns.LabError("coordinator did not come up:\n" + self.procs.log_tail("coordinator"))
+
+    # --- Atlas view -------------------------------------------------------------------------
+    def atlas_path(self) -> Path:
+        return self.lab.workdir / "atlas-probes.json"
+
+    def update_atlas(self) -> None:
+        """Rewrite the stand-in's probe file from real reachability of the Atlas controller."""
+        topo = self.lab.topo
+        atlas = topo.node("atlas")
+        checks = [(self.lab.ns(p.node), atlas.address, topo.atlas_port) for p in topo.atlas_probes]
+        state = dict(zip((p.id for p in topo.atlas_probes), check.reachable_many(checks, 1.0), strict=True))
+        if state == self.atlas_state:
+            return
+        self.atlas_state = state
+        doc = {"probes": [{"id": p.id, "asn_v4": topo.node(p.node).asn, "country_code": topo.node(p.node).cc,
+                           "address_v4": topo.node(p.node).address, "connected": state[p.id]}
+                          for p in topo.atlas_probes]}
+        tmp = self.atlas_path().with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=1))
+        tmp.replace(self.atlas_path())
+
+    # --- the run ----------------------------------------------------------------------------
+    def setup(self) -> None:
+        lab = self.lab
+        lab.up()
+        problems = lab.verify_guard()
+        if problems:
+            raise netns.LabError("route guard failed: " + "; ".join(problems))
+        self.procs = Procs(lab.prefix, lab.workdir)
+        services.start_services(lab, self.procs)
+        deploy.write_coordinator_config(lab, self.sc)
+        data = deploy.data_dir(lab)
+        self.commands["coordinator"] = (lab.ns("coord"), ["coordinator", "serve", "--data", str(data)])
+        self.start("coordinator")
+        self._wait_coordinator()
+        self.update_atlas()
+        self.say(f"campaign {deploy.add_campaign(lab, self.sc)} (every {self.sc.interval_s:g} s)")
+        ids = deploy.register_probes(lab)
+        for p in lab.topo.probes:
+            self.commands[f"probe-{p.name}"] = (lab.ns(p.node), ["probe", "run", "--state",
+                                                                 str(deploy.probe_state(lab, p.name))])
+            self.start(f"probe-{p.name}")
+        self.say(f"{len(ids)} probes registered and running: {', '.join(sorted(ids))}")
+
+    def _idle(self, until: float) -> None:
+        while True:
+            now = time.time()
+            if self.live:
+                for t in events.new_transitions(deploy.data_dir(self.lab), self._seq):
+                    self._seq = max(self._seq, int(t["seq"]))
+                    self.say(events.format_transition(t, self.t0))
+            if now >= until:
+                return
+            time.sleep(min(1.0, until - now))
+
+    def play(self) -> None:
+        ctx = self._ctx()
+        self.say(f"warm-up {self.sc.warmup_s:g} s (baseline)")
+        self._idle(time.time() + self.sc.warmup_s)
+        self.t0 = time.time()
+        for at, what, step in self.sc.timeline():
+            self._idle(self.t0 + at)
+            entry = {"id": step.action.id, "kind": step.action.KIND, "what": what, "at": at,
+                     "ts": time.time(), "params": step.action.params}
+            try:
+                (step.action.apply if what == "apply" else step.action.undo)(ctx)
+            except Exception as exc:  # an action that fails is reported, the run goes on
+                self.errors.append(f"{what} {step.action.describe()}: {exc}")
+                entry["error"] = str(exc)
+            self.steps_log.append(entry)
+            self.say(f"[{time.time() - self.t0:+7.1f}s] {what:<5} {step.action.describe()}"
+                     + (f"  # {step.note}" if step.note else ""))
+            self.update_atlas()
+        self._idle(self.t0 + self.sc.duration_s + self.sc.tail_s)
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "scenario": self.sc.name, "interval_s": self.sc.interval_s, "t0": self.t0,
+            "duration_s": self.sc.duration_s, "negative": self.sc.negative, "steps": self.steps_log,
+            "expects": [vars(e) for e in self.sc.expects], "errors": self.errors,
+            "events": events.read_events(deploy.data_dir(self.lab)), "finished_ts": time.time(),
+        }
+
+    def execute(self) -> dict[str, Any]:
+        old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        result: dict[str, Any] = {}
+        try:
+            self.setup()
+            self.play()
+            result = self.result()
+            self.results_dir.mkdir(parents=True, exist_ok=True)
+            (self.results_dir / f"{self.sc.name}.json").write_text(json.dumps(result, indent=1))
+        finally:
+            try:
+                if self.procs is not None and not self.keep:
+                    self.procs.stop_all()
+                if not self.keep:
+                    self.lab.down()
+                else:
+                    self.say(f"--keep: lab left up (prefix {self.lab.prefix}); `python -m lab down` removes it")
+            finally:
+                for s, h in old.items():
+                    signal.signal(s, h)
+        return result

@@ -1,0 +1,138 @@
+"""Compare what a scenario expected with what the verdict engine raised, and how fast.
+
+An expected event is *found* when an event of the same kind (and scope type and scope, when the
+scenario names them) overlaps the fault period.  Latencies use the wall clock at which each state
+was written (``event_transitions.recorded_ts``) against the wall time the fault or repair was
+applied; they are also given in probe intervals.  Every found event that matches no expectation
+is a false event (on a negative scenario, every event is).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+SLACK_INTERVALS = 2.0     # an event may start this many intervals before the fault and still match
+
+
+def _scope_ok(exp: dict[str, Any], ev: dict[str, Any]) -> bool:
+    if exp.get("scope_type") and exp["scope_type"] != ev.get("scope_type"):
+        return False
+    accepted = exp.get("scope") or []
+    if not accepted:
+        return True
+    scope = str(ev.get("scope") or "")
+    alternatives = {scope, scope.split("|")[-1], str(ev.get("target") or "")}
+    return any(a in alternatives for a in accepted)
+
+
+def _first(ev: dict[str, Any], states: tuple[str, ...], after: float) -> float | None:
+    times = [t["recorded_ts"] for t in ev.get("transitions", []) if t["state"] in states and t["recorded_ts"] >= after]
+    return min(times) if times else None
+
+
+def _step_ts(result: dict[str, Any], rel: float) -> float:
+    """Wall time of timeline second ``rel``: the logged step at that time if any, else t0 + rel."""
+    for s in result.get("steps", []):
+        if abs(float(s["at"]) - rel) < 1e-6:
+            return float(s["ts"])
+    return float(result["t0"]) + rel
+
+
+def score(result: dict[str, Any]) -> dict[str, Any]:
+    iv = float(result["interval_s"])
+    t0 = float(result["t0"])
+    end = t0 + float(result["duration_s"])
+    found = result.get("events", [])
+    used: set[str] = set()
+    rows = []
+    for exp in result.get("expects", []):
+        fault = _step_ts(result, float(exp["fault"]))
+        repair = None if exp.get("repair") is None else _step_ts(result, float(exp["repair"]))
+        window_end = (repair or end) + 2 * iv
+        match = None
+        for ev in found:
+            resolved = ev.get("resolved_ts") or math.inf
+            if (ev.get("kind") == exp["kind"] and _scope_ok(exp, ev)
+                    and float(ev["start_ts"]) <= window_end and resolved >= fault - SLACK_INTERVALS * iv):
+                match = ev
+                break
+        row: dict[str, Any] = {"expected": exp, "found": None}
+        if match is not None:
+            used.add(match["event_id"])
+            after = fault - SLACK_INTERVALS * iv
+            sus = _first(match, ("suspected", "confirmed"), after)
+            conf = _first(match, ("confirmed",), after)
+            res = _first(match, ("resolved",), repair) if repair is not None else None
+            row["found"] = {"event_id": match["event_id"], "kind": match["kind"], "scope_type": match.get("scope_type"),
+                            "scope": match.get("scope"), "state": match.get("state"),
+                            "suspected_s": None if sus is None else sus - fault,
+                            "confirmed_s": None if conf is None else conf - fault,
+                            "resolved_s": None if res is None or repair is None else res - repair}
+        rows.append(row)
+    false = [{"event_id": ev["event_id"], "kind": ev.get("kind"), "scope_type": ev.get("scope_type"),
+              "scope": ev.get("scope"), "state": ev.get("state"), "start_s": float(ev["start_ts"]) - t0}
+             for ev in found if ev["event_id"] not in used]
+    return {"scenario": result["scenario"], "interval_s": iv, "negative": not result.get("expects"),
+            "rows": rows, "false": false, "errors": result.get("errors", []),
+            "recall": (sum(1 for r in rows if r["found"]), len(rows))}
+
+
+def _lat(seconds: float | None, iv: float) -> str:
+    return "-" if seconds is None else f"{seconds:+.1f}s ({seconds / iv:.1f} iv)"
+
+
+def render(cards: list[dict[str, Any]]) -> str:
+    lines = []
+    hit = total = false = 0
+    for c in cards:
+        h, n = c["recall"]
+        hit, total, false = hit + h, total + n, false + len(c["false"])
+        head = "negative" if c["negative"] else f"recall {h}/{n}"
+        lines.append(f"== {c['scenario']}  (interval {c['interval_s']:g} s)  {head}  false events {len(c['false'])}")
+        for r in c["rows"]:
+            e = r["expected"]
+            what = f"{e['kind']} {e.get('scope_type') or ''} {'|'.join(e.get('scope') or [])}".strip()
+            where = f"fault {e['fault']:g}s" + (f" repair {e['repair']:g}s" if e.get("repair") is not None else "")
+            f = r["found"]
+            if f is None:
+                lines.append(f"  MISSED  {what:<36} {where}")
+                continue
+            lines.append(f"  found   {what:<36} {where}  -> {f['kind']} {f['scope_type']} {f['scope']} [{f['state']}]"
+                         f"  suspected {_lat(f['suspected_s'], c['interval_s'])}"
+                         f"  confirmed {_lat(f['confirmed_s'], c['interval_s'])}"
+                         f"  resolved {_lat(f['resolved_s'], c['interval_s'])}")
+        for fe in c["false"]:
+            lines.append(f"  FALSE   {fe['kind']} {fe['scope_type']} {fe['scope']} [{fe['state']}] from {fe['start_s']:+.1f}s")
+        for err in c["errors"]:
+            lines.append(f"  error   {err}")
+    recall = f"{100 * hit / total:.0f}%" if total else "n/a"
+    lines.append(f"TOTAL  recall {hit}/{total} ({recall})  false events {false}  scenarios {len(cards)}")
+    return "\n".join(lines)
+
+
+def load_result(results_dir: Path, name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((results_dir / f"{name}.json").read_text())
+    return data
+
+
+def run_scorecard(names: list[str], *, prefix: str, results_dir: Path, run: bool, as_json: bool) -> int:
+    from lab.build import Lab
+    from lab.runner import Run
+    from lab.scenario import load
+    from lab.topology import kazakhstan
+
+    cards = []
+    for name in names:
+        if run:
+            sc = load(name, Lab(kazakhstan(), prefix))
+            result = Run(sc, prefix=prefix, results_dir=results_dir, say=lambda _m: None).execute()
+        else:
+            result = load_result(results_dir, name)
+        cards.append(score(result))
+        if not as_json:
+            print(render(cards[-1:]).rsplit("\n", 1)[0], flush=True)
+    print(json.dumps(cards, indent=1) if as_json else render(cards).rsplit("\n", 1)[1])
+    return 0
