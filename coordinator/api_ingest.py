@@ -74,9 +74,15 @@ def check_drop(drop: dict[str, Any], i: int) -> None:
     missing = [k for k in ("drop_id", "dropped_count", "dropped_bytes", "measurement_ids") if k not in drop]
     if unknown or missing:
         raise auth.AuthError(400, f"item {i}: drop report keys: unknown {unknown}, missing {missing}")
-    if not isinstance(drop["measurement_ids"], list) or not isinstance(drop["dropped_count"], int) \
-            or not isinstance(drop["drop_id"], str) or not isinstance(drop["dropped_bytes"], int):
-        raise auth.AuthError(400, f"item {i}: drop report has wrong types")
+    ok = (isinstance(drop["measurement_ids"], list) and all(isinstance(m, str) for m in drop["measurement_ids"])
+          and isinstance(drop["drop_id"], str) and 0 < len(drop["drop_id"]) <= 80
+          and all(isinstance(drop[k], int) and not isinstance(drop[k], bool) and 0 <= drop[k] < 2**62
+                  for k in ("dropped_count", "dropped_bytes"))
+          and all(isinstance(drop.get(k), (str, type(None))) for k in ("first_start_time", "last_start_time"))
+          and (drop.get("ts") is None or (isinstance(drop["ts"], (int, float)) and not isinstance(drop["ts"], bool)
+                                          and abs(drop["ts"]) < 1e12)))
+    if not ok:
+        raise auth.AuthError(400, f"item {i}: drop report has wrong types (see docs/coordinator.md)")
 
 
 def probe_check(probe_id: str, networks: set[tuple[Any, Any, Any]]) -> Callable[[dict[str, Any]], str | None]:
@@ -96,6 +102,11 @@ def probe_check(probe_id: str, networks: set[tuple[Any, Any, Any]]) -> Callable[
 def _networks(conn: sqlite3.Connection, probe_id: str) -> set[tuple[Any, Any, Any]]:
     rows = conn.execute("SELECT cc, asn, access FROM probe_networks WHERE probe_id = ?", (probe_id,))
     return {(r[0], r[1], r[2]) for r in rows}
+
+
+def _mid(item: dict[str, Any]) -> str | None:
+    mid = item["record"].get("measurement_id") if "record" in item else None
+    return mid if isinstance(mid, str) else None
 
 
 def _ingest_job(conn: sqlite3.Connection, probe_id: str, items: list[dict[str, Any]], networks: set[Any]) -> dict[str, Any]:
@@ -123,7 +134,7 @@ def _ingest_job(conn: sqlite3.Connection, probe_id: str, items: list[dict[str, A
     for k, (i, it) in enumerate(rec_items):
         if k in results:
             continue
-        mid = it["record"]["measurement_id"]
+        mid = it["record"].get("measurement_id")
         status = "inserted" if mid in inserted else "duplicate" if mid in accepted else "rejected"
         res: dict[str, Any] = {"index": i, "measurement_id": mid, "status": status}
         if mid in flags:
@@ -136,8 +147,7 @@ def _ingest_job(conn: sqlite3.Connection, probe_id: str, items: list[dict[str, A
         if first_prev != GENESIS and not conn.execute("SELECT 1 FROM upload_chain WHERE hash = ?", (first_prev,)).fetchone():
             conn.execute("INSERT OR IGNORE INTO chain_gaps VALUES (?, ?, ?, ?)", (probe_id, first_prev, items[0]["hash"], now))
         conn.executemany("INSERT OR IGNORE INTO upload_chain VALUES (?, ?, ?, ?, ?)",
-                         [(it["hash"], it["prev"], probe_id, it["record"].get("measurement_id") if "record" in it else None, now)
-                          for it in items])
+                         [(it["hash"], it["prev"], probe_id, _mid(it), now) for it in items])
         for it in items:
             if "drop" in it:
                 d = it["drop"]
