@@ -1,0 +1,1 @@
+"""The coordinator's dashboard: countries, timelines with events, event evidence, probes, campaigns."""
