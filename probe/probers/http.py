@@ -29,7 +29,7 @@ from probe.probers.base import Context, Outcome, ParamsError, TargetForbidden
 NAME = "http"
 VERSION = "1.0.0"
 DEFAULT_TIMEOUT_S = 30.0
-USER_AGENT = "tocsin-probe/0.1 (+https://github.com/tocsin)"
+USER_AGENT = "tocsin-probe/0.1"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 DEFAULT_HEADERS = ("server", "content-type", "content-length", "location", "via", "x-cache", "cf-ray")
 
@@ -92,10 +92,12 @@ class TimedSSLContext(ssl.SSLContext):
     """Notes when the TLS handshake starts (asyncio calls ``wrap_bio`` once TCP is connected)."""
 
     handshake_started: float = 0.0
+    last_object: ssl.SSLObject | None = None
 
     def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
         self.handshake_started = time.perf_counter()
-        return super().wrap_bio(*args, **kwargs)
+        self.last_object = super().wrap_bio(*args, **kwargs)
+        return self.last_object
 
 
 def make_ssl_context(verify: bool, cafile: str | None) -> TimedSSLContext:
@@ -120,12 +122,14 @@ class HopTimer:
     def mark(self, name: str) -> None:
         self.marks.setdefault(name, time.perf_counter())
 
-    def phases(self) -> dict[str, float | None]:
+    def phases(self) -> dict[str, Any]:
         m = self.marks
         tls_start = self.tls.handshake_started if self.tls.handshake_started >= m.get("connect_start", 1e18) else None
         connected = tls_start if tls_start is not None else m.get("connect_end")
+        tls_object = self.tls.last_object if tls_start is not None else None
         return {"connect_ms": _ms(m.get("connect_start"), connected),
                 "tls_ms": _ms(tls_start, m.get("connect_end")),
+                "tls_version": tls_object.version() if tls_object is not None else None,
                 "first_byte_ms": _ms(m.get("request_start"), m.get("headers_received"))}
 
 
@@ -214,13 +218,6 @@ class GuardedClient:
         return None, "redirect_loop"
 
 
-def _tls_version(resp: aiohttp.ClientResponse) -> str | None:
-    conn = resp.connection
-    transport = conn.transport if conn is not None else None
-    obj = transport.get_extra_info("ssl_object") if transport is not None else None
-    return obj.version() if obj is not None else None
-
-
 async def run(target: str, params: HttpParams, ctx: Context) -> Outcome:
     url = parse_url(target)
     hops: list[dict[str, Any]] = []
@@ -232,7 +229,6 @@ async def run(target: str, params: HttpParams, ctx: Context) -> Outcome:
                                                 hops=hops, header_names=params.headers)
             if resp is None:
                 return Outcome(keys, success=False, failure=failure)
-            keys["tls_version"] = _tls_version(resp)
             t_body = time.perf_counter()
             body, truncated = await _read_bounded(resp, params.max_body_bytes)
             hops[-1]["transfer_ms"] = _ms(t_body, time.perf_counter())

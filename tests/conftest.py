@@ -1,0 +1,36 @@
+"""Shared, generic fixtures.  Area-specific servers and helpers live in each area's own test files."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+import trustme
+
+
+@pytest.fixture(scope="session")
+def tls_ca() -> trustme.CA:
+    """A throw-away certificate authority (trustme) for loopback TLS servers."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def tls_cafile(tls_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The throw-away CA's certificate as a PEM file, for clients that should trust it."""
+    path = Path(tmp_path_factory.mktemp("ca")) / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+def server_context(ca: trustme.CA, *names: str) -> ssl.SSLContext:
+    """A server-side TLS context with a certificate for ``names`` issued by ``ca``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*names).configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="session")
+def loopback_tls(tls_ca: trustme.CA) -> ssl.SSLContext:
+    """Server TLS context whose certificate is valid for 127.0.0.1 and localhost."""
+    return server_context(tls_ca, "127.0.0.1", "localhost")
