@@ -9,11 +9,14 @@ namespace at all).  :func:`verify_guard` checks this with ``ip route get`` (noth
 from __future__ import annotations
 
 import ipaddress
+import shutil
 from collections import deque
 from pathlib import Path
 
 from lab import netns
 from lab.topology import Topology
+
+MARKER = ".tocsin-lab"
 
 
 class Lab:
@@ -43,14 +46,19 @@ class Lab:
         netns.require_root()
         netns.host_guard()
         netns.cleanup(self.prefix)
+        if (self.workdir / MARKER).exists():   # a previous run's files (never a directory we did not make)
+            shutil.rmtree(self.workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        state = {"prefix": self.prefix, "namespaces": [], "processes": [], "workdir": str(self.workdir)}
+        (self.workdir / MARKER).write_text("made by python -m lab; removed by the next run\n")
+        created: list[str] = []
+        state: dict[str, object] = {"prefix": self.prefix, "namespaces": created, "processes": [],
+                                    "workdir": str(self.workdir)}
         netns.save_state(self.prefix, state)
         try:
             for node in self.topo.nodes.values():
                 ns = self.ns(node.name)
                 netns.run("ip", "netns", "add", ns)
-                state["namespaces"].append(ns)
+                created.append(ns)
                 netns.save_state(self.prefix, state)
                 self._sysctls(ns)
                 addrs = [node.address] + [t.address for t in self.topo.targets if t.node == node.name]
@@ -61,11 +69,11 @@ class Lab:
                 netns.run("ip", "link", "add", da, "netns", self.ns(ln.a), "type", "veth",
                           "peer", "name", db, "netns", self.ns(ln.b))
                 aa, ab = self.topo.link_addresses(i)
-                for node, dev, addr in ((ln.a, da, aa), (ln.b, db, ab)):
-                    netns.run("ip", "-n", self.ns(node), "-batch", "-",
+                for end, dev, addr in ((ln.a, da, aa), (ln.b, db, ab)):
+                    netns.run("ip", "-n", self.ns(end), "-batch", "-",
                               input_text=f"address add {addr}/30 dev {dev}\nlink set {dev} up\n")
-            for node in self.topo.nodes:
-                netns.run("ip", "-n", self.ns(node), "-batch", "-", input_text=self._routes(node))
+            for name in self.topo.nodes:
+                netns.run("ip", "-n", self.ns(name), "-batch", "-", input_text=self._routes(name))
             self._resolv_conf()
         except Exception:
             self.down()
