@@ -15,7 +15,7 @@ from lab.actions import ActionError, Context, make_action
 from lab.build import Lab
 from lab.procs import Procs
 from lab.topology import kazakhstan
-from tests.lab_support import need_root
+from lab.testing import need_root
 
 pytestmark = pytest.mark.netns
 P = "tla"

@@ -9,7 +9,7 @@ import pytest
 from lab import check, netns
 from lab.build import Lab
 from lab.topology import kazakhstan
-from tests.lab_support import need_root
+from lab.testing import need_root
 
 pytestmark = pytest.mark.netns
 PREFIX = "tlu"

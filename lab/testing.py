@@ -1,14 +1,14 @@
-"""Shared fixtures' helpers for the lab tests: root check (CI must not skip) and a lab up once."""
+"""Helpers for tests that use the lab: the root rule (CI must never skip the netns tests)."""
 
 from __future__ import annotations
 
 import os
 
-import pytest
-
 
 def need_root() -> None:
     """Skip locally without root; fail in CI, where the tests run as root and must not skip."""
+    import pytest
+
     if os.geteuid() == 0:
         return
     if os.environ.get("CI", "").lower() == "true":
