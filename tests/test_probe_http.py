@@ -56,7 +56,7 @@ def make_app() -> web.Application:
 
 
 async def start_app(app: web.Application, context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=0.2)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
     await site.start()
