@@ -25,7 +25,7 @@ CAMPAIGN_KEYS = ("name", "country", "lists", "categories", "groups", "target", "
 SELECTOR_KEYS = ("cc", "asn", "access", "tags", "vantage")
 VANTAGES = ("any", "inside", "outside")
 TEST_KEYS = ("name", "params")
-MIN_INTERVAL_S = 10.0
+MIN_INTERVAL_S = 1.0
 
 
 class CampaignError(ValueError):

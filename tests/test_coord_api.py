@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import orjson
-from test_coord_helpers import ADMIN, count, register, service  # noqa: F401
+import pytest
+from test_coord_helpers import ADMIN, count, make_service, register
 
 from coordinator import auth
 from probe import signing
@@ -16,6 +19,12 @@ from probe import signing
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
 CAMPAIGN = {"name": "kz-basic", "lists": ["kz", "controls"], "categories": ["domestic", "control"],
             "tests": [{"name": "http"}, {"name": "tcp"}], "interval_s": 60, "selector": {"cc": ["KZ", "DE"]}}
+
+
+@pytest.fixture
+async def service(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[Any]:
+    async for value in make_service(tmp_path, aiohttp_client):
+        yield value
 
 
 async def test_invite_is_one_use_and_ids_are_assigned(service: Any) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -63,8 +62,8 @@ class Probe:
 RegisterFn = Callable[..., Awaitable[Probe]]
 
 
-@pytest.fixture
-async def service(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[tuple[TestClient, Store]]:
+async def make_service(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[tuple[TestClient, Store]]:
+    """Body of each module's ``service`` fixture: the whole app on a loopback port, real SQLite."""
     config = load_config(None, environ={"TOCSIN_ADMIN_TOKEN": ADMIN, "TOCSIN_INGEST_MAX_BYTES": "200000",
                                         "TOCSIN_RATE_BURST_RECORDS": "5000", "TOCSIN_RATE_RECORDS_PER_S": "1"})
     store = Store(tmp_path)

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import gzip
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import orjson
-from test_coord_helpers import Probe, count, register, service  # noqa: F401
+import pytest
+from test_coord_helpers import Probe, count, make_service, register
 
 from probe import signing
 
 M = "/api/v1/measurements"
+
+
+@pytest.fixture
+async def service(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[Any]:
+    async for value in make_service(tmp_path, aiohttp_client):
+        yield value
 
 
 async def test_batch_is_stored_once_and_duplicates_acknowledged(service: Any) -> None:

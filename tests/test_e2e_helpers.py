@@ -19,7 +19,7 @@ class Proc:
 
     def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None):
         self.log_path = log
-        self.log: IO[bytes] = open(log, "ab")
+        self.log: IO[bytes] = open(log, "ab")  # noqa: SIM115 - closed in kill()
         self.p = subprocess.Popen([sys.executable, *args], cwd=ROOT, env={**ENV, **(env or {})},
                                   stdout=self.log, stderr=subprocess.STDOUT)
 
@@ -49,10 +49,10 @@ def start_coordinator(data: Path, port: int = 0, env: dict[str, str] | None = No
     """Start `python -m coordinator serve`; returns the process and its base URL."""
     data.mkdir(parents=True, exist_ok=True)
     proc = Proc(["-m", "coordinator", "serve", "--data", str(data), "--listen", f"127.0.0.1:{port}"],
-                data / "serve.log", env)
-    content = proc.wait_for("listening on ")
-    url = content.rsplit("listening on ", 1)[1].split()[0]
-    return proc, url
+                data / f"serve-{len(list(data.glob('serve-*.log')))}.log", env)
+    content = proc.wait_for("listening on http")
+    lines = [ln for ln in content.splitlines() if ln.startswith("listening on http")]
+    return proc, lines[-1].split()[-1]
 
 
 def run(args: list[str], timeout: float = 60) -> str:
