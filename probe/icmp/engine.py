@@ -92,11 +92,15 @@ class IcmpEngine:
     # --- sending ------------------------------------------------------------------------------
     async def sweep(self, addresses: Sequence[str], *, pps: float = 1000.0, timeout_s: float = 1.0,
                     size_bytes: int = 56,
-                    pace: Callable[[int], Awaitable[None]] | None = None) -> list[EchoResult]:
+                    pace: Callable[[int], Awaitable[None]] | None = None,
+                    admit: Callable[[int, str], bool] | None = None) -> list[EchoResult]:
         """Send one echo to each address in order at ``pps`` packets/s; wait for replies.
 
-        ``pace(n)`` (the guard's packet budget) is awaited before each batch of ``n`` sends.
-        Results come back in the order of ``addresses`` (an address may repeat: ping count).
+        ``pace(n)`` (the guard's packet budget) is awaited before each batch of ``n`` sends;
+        ``admit(i, address)`` is asked just before the i-th send (the address guard, checked in the
+        pacing gaps): when it says False nothing is sent and that result keeps ``failure=None``
+        and ``sent_ns=0``.  Results come back in the order of ``addresses`` (an address may
+        repeat: ping count).
         """
         if pps <= 0:
             raise ValueError("pps must be positive")
@@ -113,12 +117,15 @@ class IcmpEngine:
                 if pace is not None:
                     await pace(due - i)
                 for k in range(i, due):
-                    self._send(results[k], sweep, size_bytes, timeout_ns)
+                    if admit is None or admit(k, results[k].address):
+                        self._send(results[k], sweep, size_bytes, timeout_ns)
+                    else:
+                        sweep.finish_one()
                 i = due
             if i < len(results):
                 wait = (i / pps) - (time.monotonic() - start)
                 await asyncio.sleep(max(0.0, min(wait, 0.001)) if wait > 0.0005 else 0)
-        last_deadline = max(r.sent_ns for r in results) + timeout_ns
+        last_deadline = max(r.sent_ns for r in results) + timeout_ns if sweep.remaining else 0
         remaining_s = (last_deadline - time.time_ns()) / 1e9
         if sweep.remaining > 0 and remaining_s > 0:
             try:

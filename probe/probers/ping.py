@@ -8,8 +8,8 @@ packets/s (what the agent runs for a ping task over a target list).  Keys are do
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import itertools
+import math
 import socket
 import statistics
 from collections import Counter
@@ -60,17 +60,24 @@ def _check_number(name: str, value: float, low: float, high: float, *, integer: 
         raise ParamsError(f"{name} must be between {low} and {high}, not {value}")
 
 
+def address_literal(text: str) -> tuple[str, socket.AddressFamily] | None:
+    """``text`` as a canonical IPv4/IPv6 address and its family, or None when it is not one."""
+    text = text.strip("[]")
+    for fam in (socket.AF_INET, socket.AF_INET6):
+        try:
+            return socket.inet_ntop(fam, socket.inet_pton(fam, text)), fam
+        except OSError:
+            continue
+    return None
+
+
 async def resolve(target: str, family: str) -> tuple[str, socket.AddressFamily] | str:
     """The address to ping, or a failure string when the name does not resolve."""
-    try:
-        ip = ipaddress.ip_address(target.strip("[]"))
-    except ValueError:
-        pass
-    else:
-        fam = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-        if (family == "ipv4" and ip.version == 6) or (family == "ipv6" and ip.version == 4):
-            raise ParamsError(f"family={family} but {target} is an IPv{ip.version} address")
-        return str(ip), fam
+    literal = address_literal(target)
+    if literal is not None:
+        if (family == "ipv4" and literal[1] == socket.AF_INET6) or (family == "ipv6" and literal[1] == socket.AF_INET):
+            raise ParamsError(f"family={family} but {target} is an address of the other family")
+        return literal
     want = {"auto": socket.AF_UNSPEC, "ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}[family]
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(target, None, family=want, type=socket.SOCK_RAW)
@@ -83,18 +90,23 @@ async def resolve(target: str, family: str) -> tuple[str, socket.AddressFamily] 
 
 
 def summarize(rtts: list[float]) -> dict[str, float | None]:
-    """min/median/mean/max/stddev of the RTTs, and jitter = mean |difference| of consecutive RTTs."""
+    """min/median/mean/max/stddev (population) of the RTTs; jitter = mean |difference| of consecutive RTTs."""
     if not rtts:
         return dict.fromkeys(("min_rtt_ms", "median_rtt_ms", "mean_rtt_ms", "max_rtt_ms", "stddev_rtt_ms",
                               "jitter_ms"))
+    if len(rtts) == 1:
+        r = round(rtts[0], 3)
+        return {"min_rtt_ms": r, "median_rtt_ms": r, "mean_rtt_ms": r, "max_rtt_ms": r, "stddev_rtt_ms": 0.0,
+                "jitter_ms": 0.0}
+    mean = math.fsum(rtts) / len(rtts)
     diffs = [abs(b - a) for a, b in itertools.pairwise(rtts)]
     return {
         "min_rtt_ms": round(min(rtts), 3),
         "median_rtt_ms": round(statistics.median(rtts), 3),
-        "mean_rtt_ms": round(statistics.fmean(rtts), 3),
+        "mean_rtt_ms": round(mean, 3),
         "max_rtt_ms": round(max(rtts), 3),
-        "stddev_rtt_ms": round(statistics.pstdev(rtts), 3),
-        "jitter_ms": round(statistics.fmean(diffs), 3) if diffs else 0.0,
+        "stddev_rtt_ms": round(math.sqrt(math.fsum((r - mean) ** 2 for r in rtts) / len(rtts)), 3),
+        "jitter_ms": round(math.fsum(diffs) / len(diffs), 3) if diffs else 0.0,
     }
 
 
@@ -153,15 +165,13 @@ async def sweep(targets: Sequence[str], *, guard: Guard, pps: float = 1000.0, ti
     out: list[Outcome | TestCannotRun | None] = [None] * len(targets)
     by_family: dict[socket.AddressFamily, list[tuple[int, str]]] = {}
     for i, target in enumerate(targets):
-        try:
-            resolved = await resolve(target, "auto")
-            if isinstance(resolved, str):
-                out[i] = Outcome({"resolved_address": None}, False, resolved)
+        resolved = address_literal(target)
+        if resolved is None:
+            found = await resolve(target, "auto")
+            if isinstance(found, str):
+                out[i] = Outcome({"resolved_address": None}, False, found)
                 continue
-            guard.check_address(resolved[0])
-        except TestCannotRun as exc:
-            out[i] = exc
-            continue
+            resolved = found
         by_family.setdefault(resolved[1], []).append((i, resolved[0]))
 
     async def one_family(fam: socket.AddressFamily, items: list[tuple[int, str]]) -> None:
@@ -171,9 +181,19 @@ async def sweep(targets: Sequence[str], *, guard: Guard, pps: float = 1000.0, ti
             for i, _ in items:
                 out[i] = TestCannotRun(str(exc))
             return
+        def admit(k: int, address: str) -> bool:
+            try:
+                guard.check_address(address)        # checked in the pacing gaps, just before sending
+            except TestCannotRun as exc:
+                out[items[k][0]] = exc
+                return False
+            return True
+
         results = await engine.sweep([a for _, a in items], pps=pps, timeout_s=timeout_s,
-                                     size_bytes=size_bytes, pace=guard.packets)
+                                     size_bytes=size_bytes, pace=guard.packets, admit=admit)
         for (i, address), r in zip(items, results, strict=True):
+            if out[i] is not None:
+                continue
             rtt = None if r.rtt_ms is None else round(r.rtt_ms, 3)
             keys = {"resolved_address": address, "family": "ipv6" if fam == socket.AF_INET6 else "ipv4",
                     "socket_mode": engine.mode,

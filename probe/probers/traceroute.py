@@ -45,11 +45,12 @@ class TracerouteParams:
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise ParamsError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {self.protocol!r}")
-        for name, low, high, integer in (("dst_port", 0, 65535, True), ("max_ttl", 1, 64, True),
-                                         ("attempts", 1, 10, True), ("wait_s", 0.05, 10, False),
-                                         ("gap_limit", 1, 10, True), ("responder_pps", 0.1, 100, False),
-                                         ("responder_burst", 1, 100, True), ("pps", 1, 10000, False)):
-            value = getattr(self, name)
+        limits: tuple[tuple[str, float, float, bool], ...] = (
+            ("dst_port", 0, 65535, True), ("max_ttl", 1, 64, True), ("attempts", 1, 10, True),
+            ("wait_s", 0.05, 10, False), ("gap_limit", 1, 10, True), ("responder_pps", 0.1, 100, False),
+            ("responder_burst", 1, 100, True), ("pps", 1, 10000, False))
+        for name, low, high, integer in limits:
+            value: float = getattr(self, name)
             kinds: tuple[type, ...] = (int,) if integer else (int, float)
             if isinstance(value, bool) or not isinstance(value, kinds):
                 raise ParamsError(f"{name} must be {'an integer' if integer else 'a number'}, not {value!r}")
