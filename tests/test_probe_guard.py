@@ -8,7 +8,15 @@ import time
 import pytest
 
 from probe.config import ProbeConfig
-from probe.guard import RULE_NAMES, ByteBudget, Guard, TokenBucket, forbidden_reason, parse_ip, resolve_checked
+from probe.guard import (
+    RULE_NAMES,
+    ByteBudget,
+    Guard,
+    TokenBucket,
+    forbidden_reason,
+    parse_ip,
+    resolve_checked,
+)
 from probe.probers.base import TargetForbidden
 
 FORBIDDEN = [

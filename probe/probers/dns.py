@@ -65,10 +65,10 @@ class DnsParams:
             raise ParamsError(f"resolver {self.resolver!r} must be an address or host name for {self.transport}")
 
 
-def system_resolver() -> str:
+def system_resolver(filename: str = "/etc/resolv.conf") -> str:
     """The first nameserver of the system's resolver configuration."""
     try:
-        servers = dns.resolver.Resolver(configure=True).nameservers
+        servers = dns.resolver.Resolver(filename=filename, configure=True).nameservers
     except dns.exception.DNSException as exc:
         raise OSError(f"no system resolver: {exc}") from None
     if not servers:
