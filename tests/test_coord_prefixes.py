@@ -43,5 +43,5 @@ def test_iptoasn_format_gzipped(tmp_path: Path) -> None:
 def test_bad_line_names_file_and_line(tmp_path: Path) -> None:
     f = tmp_path / "bad.tsv"
     f.write_text("192.0.2.0/24 64496 KZ\nnot-a-prefix 1 KZ\n")
-    with pytest.raises(PrefixTableError, match="bad.tsv:2"):
+    with pytest.raises(PrefixTableError, match=r"bad\.tsv:2"):
         load_table(f)
