@@ -93,8 +93,8 @@ def parse(doc: dict[str, Any], where: str, lab: Lab | None = None) -> Scenario:
     if interval < 1:
         raise ScenarioError(f"{where}: interval_s must be at least 1")
     sc = Scenario(name=name, description=str(doc.get("description", "")), shape=str(doc.get("shape", "")),
-                  interval_s=interval, warmup_s=_num(doc, "warmup_s", where, 5 * interval),
-                  duration_s=_num(doc, "duration_s", where), tail_s=_num(doc, "tail_s", where, 4 * interval),
+                  interval_s=interval, warmup_s=_num(doc, "warmup_s", where, 4 * interval),
+                  duration_s=_num(doc, "duration_s", where), tail_s=_num(doc, "tail_s", where, 2 * interval),
                   tests=list(doc.get("tests", ["http", "tcp", "ping", "dns", "throughput"])))
     for i, s in enumerate(doc.get("step", [])):
         here = f"{where} step {i + 1}"

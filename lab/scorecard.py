@@ -125,14 +125,22 @@ def run_scorecard(names: list[str], *, prefix: str, results_dir: Path, run: bool
     from lab.topology import kazakhstan
 
     cards = []
+    failed = 0
     for name in names:
-        if run:
-            sc = load(name, Lab(kazakhstan(), prefix))
-            result = Run(sc, prefix=prefix, results_dir=results_dir, say=lambda _m: None).execute()
-        else:
-            result = load_result(results_dir, name)
-        cards.append(score(result))
+        try:
+            if run:
+                sc = load(name, Lab(kazakhstan(), prefix))
+                result = Run(sc, prefix=prefix, results_dir=results_dir, say=lambda _m: None).execute()
+            else:
+                result = load_result(results_dir, name)
+            cards.append(score(result))
+        except Exception as exc:  # one broken scenario run must not hide the others' results
+            failed += 1
+            first = str(exc).strip().splitlines()
+            cards.append({"scenario": name, "interval_s": 1.0, "negative": False, "rows": [], "false": [],
+                          "errors": [f"run failed: {type(exc).__name__}: {first[0] if first else ''}",
+                                     *(first[-3:] if len(first) > 1 else [])], "recall": (0, 0)})
         if not as_json:
             print(render(cards[-1:]).rsplit("\n", 1)[0], flush=True)
     print(json.dumps(cards, indent=1) if as_json else render(cards).rsplit("\n", 1)[1])
-    return 0
+    return 1 if failed else 0
