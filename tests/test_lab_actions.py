@@ -14,8 +14,8 @@ from lab import check, netns, services
 from lab.actions import ActionError, Context, make_action
 from lab.build import Lab
 from lab.procs import Procs
-from lab.topology import kazakhstan
 from lab.testing import need_root
+from lab.topology import kazakhstan
 
 pytestmark = pytest.mark.netns
 P = "tla"

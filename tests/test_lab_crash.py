@@ -19,7 +19,8 @@ P = "tlc"
 
 def _alive(pid: int) -> bool:
     try:
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return False
     return state != "Z"
@@ -31,7 +32,7 @@ def test_lab_down_cleans_up_after_a_killed_run(tmp_path):
     run = subprocess.Popen([sys.executable, "-m", "lab", "--prefix", P, "up"], cwd=str(netns.REPO), env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        out, err = run.communicate(timeout=60)
+        _out, err = run.communicate(timeout=60)
         assert run.returncode == 0, err
         state = netns.load_state(P)
         pids = [int(p["pid"]) for p in state["processes"]]

@@ -22,7 +22,7 @@ def test_every_scenario_file_is_valid_and_has_the_shapes():
     total = 0.0
     for name in names:
         sc = scenario.load(name, lab())
-        assert sc.interval_s <= 5 and sc.steps or sc.name == "ordinary"
+        assert (sc.interval_s <= 5 and sc.steps) or sc.name == "ordinary"
         total += sc.warmup_s + sc.duration_s + sc.tail_s
         for e in sc.expects:
             assert 0 <= e.fault < (e.repair or sc.duration_s) <= sc.duration_s

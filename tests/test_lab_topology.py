@@ -8,8 +8,8 @@ import pytest
 
 from lab import check, netns
 from lab.build import Lab
-from lab.topology import kazakhstan
 from lab.testing import need_root
+from lab.topology import kazakhstan
 
 pytestmark = pytest.mark.netns
 PREFIX = "tlu"
