@@ -175,46 +175,74 @@ def build(data_dir: str | Path, spec: Spec, settings: Settings | None = None, *,
     return final
 
 
-def _build_into(conn: sqlite3.Connection, root: Path, spec: Spec, settings: Settings, fmts: list[str],
-                now: float) -> dict[str, Any]:
-    embargo = embargoes(conn)
-    sinks: dict[tuple[str, str], formats._Sink | None] = {}
-    by_test: Counter[str] = Counter()
-    withheld: Counter[str] = Counter()
-    probes: set[str] = set()
-    atlas_ids = _atlas_table_ids(conn)
-    scrubbed = 0
-    first = last = None
-    for row in iter_measurements(conn, since=spec.since, until=spec.until, campaign=spec.campaign_id):
+class _Pass:
+    """State of the one streaming pass over a bundle's measurements."""
+
+    def __init__(self, root: Path, settings: Settings, fmts: list[str], embargo: dict[str, float], now: float):
+        self.root, self.settings, self.fmts, self.embargo, self.now = root, settings, fmts, embargo, now
+        self.sinks: dict[tuple[str, str], formats._Sink | None] = {}
+        self.by_test: Counter[str] = Counter()
+        self.withheld: Counter[str] = Counter()
+        self.probes: set[str] = set()
+        self.atlas_ids: set[int] = set()
+        self.scrubbed = 0
+        self.first: float | None = None
+        self.last: float | None = None
+        self.compressor = formats.Compressor()
+
+    def feed(self, row: Any) -> None:
         cid = row["campaign_id"]
-        if cid in embargo and row["start_ts"] + embargo[cid] > now:
-            withheld[cid] += 1
-            continue
+        if cid in self.embargo and row["start_ts"] + self.embargo[cid] > self.now:
+            self.withheld[cid] += 1
+            return
         keys_text, removed = formats.test_keys_text(row)
-        scrubbed += removed
+        self.scrubbed += removed
         test = row["test_name"]
-        for fmt in fmts:
-            if (fmt, test) in sinks:
-                sink = sinks[(fmt, test)]
+        for fmt in self.fmts:
+            key = (fmt, test)
+            if key in self.sinks:
+                sink = self.sinks[key]
             else:
-                sink = sinks[(fmt, test)] = formats.open_sink(fmt, root, test, gzip_level=settings.gzip_level,
-                                                              parquet_batch_rows=settings.parquet_batch_rows)
+                sink = self.sinks[key] = formats.open_sink(
+                    fmt, self.root, test, gzip_level=self.settings.gzip_level,
+                    parquet_batch_rows=self.settings.parquet_batch_rows, compressor=self.compressor)
             if sink is not None:
                 sink.write(row, keys_text)
-        by_test[test] += 1
+        self.by_test[test] += 1
         if row["probe_id"] is not None:
-            probes.add(row["probe_id"])
+            self.probes.add(row["probe_id"])
         if row["source"] == "atlas":
             msm = orjson.loads(keys_text).get("msm_id")
             if isinstance(msm, int):
-                atlas_ids.add(msm)
-        first = row["start_ts"] if first is None else first
-        last = row["start_ts"]
-    files = []
-    for (fmt, test), sink in sorted(sinks.items()):
-        if sink is not None:
-            sink.close()
-            files.append(manifest.file_entry(root, formats.sink_path(fmt, test), fmt, sink.rows))
+                self.atlas_ids.add(msm)
+        if self.first is None:
+            self.first = row["start_ts"]
+        self.last = row["start_ts"]
+
+    def close(self) -> list[dict[str, Any]]:
+        """Close every file (waiting for the compressor) and return their manifest entries."""
+        try:
+            for sink in self.sinks.values():
+                if sink is not None:
+                    sink.close()
+        finally:
+            self.compressor.close()
+        return [manifest.file_entry(self.root, formats.sink_path(fmt, test), fmt, sink.rows)
+                for (fmt, test), sink in sorted(self.sinks.items()) if sink is not None]
+
+
+def _build_into(conn: sqlite3.Connection, root: Path, spec: Spec, settings: Settings, fmts: list[str],
+                now: float) -> dict[str, Any]:
+    embargo = embargoes(conn)
+    run = _Pass(root, settings, fmts, embargo, now)
+    run.atlas_ids = _atlas_table_ids(conn)
+    try:
+        for row in iter_measurements(conn, since=spec.since, until=spec.until, campaign=spec.campaign_id):
+            run.feed(row)
+    finally:
+        files = run.close()
+    by_test, withheld, probes, atlas_ids, scrubbed, first, last = (
+        run.by_test, run.withheld, run.probes, run.atlas_ids, run.scrubbed, run.first, run.last)
     n_events, n_links, versions = _write_events(conn, root, spec)
     files.append(manifest.file_entry(root, "events.jsonl", "events", n_events))
     n_probes = _write_probes(conn, root, probes)
@@ -224,7 +252,7 @@ def _build_into(conn: sqlite3.Connection, root: Path, spec: Spec, settings: Sett
         "format": "tocsin-archive", "format_version": manifest.ARCHIVE_FORMAT_VERSION,
         "name": spec.name, "kind": spec.kind, "campaign_id": spec.campaign_id,
         "schema_version": SCHEMA_VERSION, "record_fields": list(FIELD_NAMES),
-        "parquet_columns": formats.PARQUET_SCHEMA.names,
+        "parquet_columns": list(formats.PARQUET_COLUMNS),
         "time_range": {"since": iso(spec.since), "until": iso(spec.until),
                        "first_start_time": None if first is None else iso(first),
                        "last_start_time": None if last is None else iso(last)},

@@ -3,7 +3,7 @@
 * ``jsonl`` - ``measurements/<test>.jsonl.gz``: one Tocsin record per line, exactly as stored
   (``coordinator.store.record_from_row``), unless a privacy key had to be removed (see
   :data:`PRIVATE_KEYS`).
-* ``parquet`` - ``measurements/<test>.parquet``: one column per record field (:data:`PARQUET_SCHEMA`,
+* ``parquet`` - ``measurements/<test>.parquet``: one column per record field (:func:`parquet_schema`,
   built from ``probe.record.FIELDS``); ``test_keys`` and ``annotations`` are JSON text columns;
   an extra ``start_ts`` column holds ``start_time`` as a UTC timestamp (microseconds).
 * ``csv`` - ``measurements/<test>.csv``: the same columns as Parquet (without ``start_ts``),
@@ -17,17 +17,18 @@ Memory is bounded by the Parquet row group (``parquet_batch_rows``), never by th
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
+import queue
 import re
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from coordinator.archive.atlas_format import ATLAS_TESTS, to_atlas
 from probe.record import FIELD_NAMES, FIELDS
@@ -43,7 +44,9 @@ _OPTIONAL = ("campaign_id", "task_id", "probe_cc", "probe_asn", "probe_access")
 Row = Any          # sqlite3.Row or a mapping with the measurements columns
 
 
-def _arrow_type(types: tuple[type, ...]) -> pa.DataType:
+def _arrow_type(types: tuple[type, ...]) -> Any:
+    import pyarrow as pa
+
     kinds = {t for t in types if t is not type(None)}
     if kinds == {bool}:
         return pa.bool_()
@@ -54,10 +57,20 @@ def _arrow_type(types: tuple[type, ...]) -> pa.DataType:
     return pa.string()          # str, and dict as JSON text
 
 
-PARQUET_SCHEMA = pa.schema(
-    [pa.field(f.name, _arrow_type(f.types), nullable=not f.required or type(None) in f.types) for f in FIELDS]
-    + [pa.field("start_ts", pa.timestamp("us", tz="UTC"), nullable=False)]
-)
+PARQUET_COLUMNS = (*FIELD_NAMES, "start_ts")
+
+
+@functools.cache
+def parquet_schema() -> Any:
+    """The Parquet schema, built from ``probe.record.FIELDS`` (pyarrow is imported only when needed)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [pa.field(f.name, _arrow_type(f.types), nullable=not f.required or type(None) in f.types) for f in FIELDS]
+        + [pa.field("start_ts", pa.timestamp("us", tz="UTC"), nullable=False)]
+    )
+
+
 CSV_COLUMNS = FIELD_NAMES
 
 
@@ -77,22 +90,52 @@ def test_keys_text(row: Row) -> tuple[str, bool]:
     return orjson.dumps(_scrub(orjson.loads(text))).decode(), True
 
 
+_REQUIRED = ("measurement_id", "schema_version", "test_name", "test_version", "target", "probe_id", "source",
+             "start_time", "runtime_s")
+
+
 def record_line(row: Row, keys_text: str) -> bytes:
     """One JSONL line of the stored record, built without re-parsing test_keys."""
-    env: dict[str, Any] = {
-        "measurement_id": row["measurement_id"], "schema_version": row["schema_version"],
-        "test_name": row["test_name"], "test_version": row["test_version"], "target": row["target"],
-        "probe_id": row["probe_id"], "source": row["source"], "start_time": row["start_time"],
-        "runtime_s": row["runtime_s"], "success": bool(row["success"]), "failure": row["failure"],
-    }
+    env: dict[str, Any] = {key: row[key] for key in _REQUIRED}
+    env["success"] = bool(row["success"])
+    env["failure"] = row["failure"]
     for key in _OPTIONAL:
-        if row[key] is not None:
-            env[key] = row[key]
-    parts = [orjson.dumps(env)[:-1], b',"test_keys":', keys_text.encode()]
-    if row["annotations"] is not None:
-        parts += [b',"annotations":', row["annotations"].encode()]
-    parts.append(b"}\n")
-    return b"".join(parts)
+        value = row[key]
+        if value is not None:
+            env[key] = value
+    annotations = row["annotations"]
+    tail = b"}\n" if annotations is None else b',"annotations":' + annotations.encode() + b"}\n"
+    return orjson.dumps(env)[:-1] + b',"test_keys":' + keys_text.encode() + tail
+
+
+class Compressor:
+    """One background thread that gzips blocks (zlib releases the GIL), so compression overlaps the
+    formatting of the next rows.  The queue is bounded: at most ``depth`` blocks wait in memory."""
+
+    def __init__(self, depth: int = 8):
+        self._queue: queue.Queue[Callable[[], object] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="archive-gzip", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    job()
+                except BaseException as exc:  # handed to the builder on its next call
+                    self._error = exc
+
+    def submit(self, job: Callable[[], object]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(job)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 class _Sink:
@@ -107,28 +150,37 @@ class _Sink:
 
 
 class JsonlSink(_Sink):
-    def __init__(self, path: Path, level: int):
+    BLOCK_ROWS = 2000
+
+    def __init__(self, path: Path, level: int, compressor: Compressor):
         self.path, self.rows = path, 0
         self._fh: gzip.GzipFile = gzip.GzipFile(path, "wb", compresslevel=level, mtime=0)
         self._buf: list[bytes] = []
+        self._compressor = compressor
 
     def write(self, row: Row, keys_text: str) -> None:
         self._buf.append(record_line(row, keys_text))
         self.rows += 1
-        if len(self._buf) >= 2000:
-            self._fh.write(b"".join(self._buf))
-            self._buf.clear()
+        if len(self._buf) >= self.BLOCK_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        block, fh = b"".join(self._buf), self._fh
+        self._buf = []
+        self._compressor.submit(lambda: fh.write(block))
 
     def close(self) -> None:
-        self._fh.write(b"".join(self._buf))
-        self._fh.close()
+        self._flush()
+        self._compressor.submit(self._fh.close)
 
 
 class ParquetSink(_Sink):
     def __init__(self, path: Path, batch_rows: int):
         self.path, self.rows, self._batch = path, 0, batch_rows
-        self._cols: dict[str, list[Any]] = {name: [] for name in PARQUET_SCHEMA.names}
-        self._writer = pq.ParquetWriter(path, PARQUET_SCHEMA, compression="zstd")
+        import pyarrow.parquet as pq
+
+        self._cols: dict[str, list[Any]] = {name: [] for name in PARQUET_COLUMNS}
+        self._writer = pq.ParquetWriter(path, parquet_schema(), compression="zstd")
 
     def write(self, row: Row, keys_text: str) -> None:
         cols = self._cols
@@ -146,8 +198,10 @@ class ParquetSink(_Sink):
 
     def _flush(self) -> None:
         if self._cols["start_ts"]:
-            self._writer.write_batch(pa.record_batch(self._cols, schema=PARQUET_SCHEMA))
-            self._cols = {name: [] for name in PARQUET_SCHEMA.names}
+            import pyarrow as pa
+
+            self._writer.write_batch(pa.record_batch(self._cols, schema=parquet_schema()))
+            self._cols = {name: [] for name in PARQUET_COLUMNS}
 
     def close(self) -> None:
         self._flush()
@@ -205,13 +259,14 @@ def sink_path(fmt: str, test: str) -> str:
             "csv": f"measurements/{test}.csv", "atlas": f"atlas/{test}.jsonl.gz"}[fmt]
 
 
-def open_sink(fmt: str, root: Path, test: str, *, gzip_level: int, parquet_batch_rows: int) -> _Sink | None:
+def open_sink(fmt: str, root: Path, test: str, *, gzip_level: int, parquet_batch_rows: int,
+              compressor: Compressor) -> _Sink | None:
     if fmt == "atlas" and test not in ATLAS_TESTS:
         return None
     path = root / sink_path(fmt, test)
     path.parent.mkdir(parents=True, exist_ok=True)
     makers: dict[str, Callable[[], _Sink]] = {
-        "jsonl": lambda: JsonlSink(path, gzip_level),
+        "jsonl": lambda: JsonlSink(path, gzip_level, compressor),
         "parquet": lambda: ParquetSink(path, parquet_batch_rows),
         "csv": lambda: CsvSink(path),
         "atlas": lambda: AtlasSink(path, gzip_level),

@@ -1,0 +1,148 @@
+"""Archive export: measurements/s to JSONL.gz and peak RSS over 1M- and 10M-row ranges.
+
+Ours: ``coordinator.archive.build.build`` of a range bundle in JSONL.gz only (gzip level 6), each
+run in a fresh process that reports its own peak RSS (ru_maxrss).  Peer, same rows, same run:
+``sqlite3 -readonly DB '.mode json' 'SELECT * ... ORDER BY start_ts, seq' | gzip -6`` (its peak RSS
+from /usr/bin/time).  One database holds 10M rows: 100,800 synthetic records inserted through
+``insert_measurements`` then copied 99 times with new ids, each copy shifted in time; the 1M range
+is the first tenth of it.  The database is kept in --workdir between runs.
+
+    python bench/bench_archive_export.py [--runs 3] [--sizes 1000000,10000000] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BASE_PROBES, BASE_HOURS = 20, 14.0          # 20 probes x 6 tests x 60/h x 14 h = 100,800 records
+SLICE_S = int(BASE_HOURS * 3600)
+
+
+def load() -> str:
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def make_db(workdir: Path, copies: int) -> Path:
+    from coordinator import db as dbmod
+    from coordinator.archive import synthetic
+    from coordinator.store import MEASUREMENT_COLUMNS
+
+    data = workdir / "data"
+    marker = data / f"ready-{copies}"
+    if marker.exists():
+        return data
+    shutil.rmtree(data, ignore_errors=True)
+    conn = dbmod.open_writer(data)
+    t = time.perf_counter()
+    base = synthetic.fill(conn, BASE_PROBES, BASE_HOURS, campaign_id="bench")
+    print(f"# inserted {base} synthetic records through insert_measurements in {time.perf_counter() - t:.1f} s")
+    cols = ", ".join(MEASUREMENT_COLUMNS)
+    shifted = ", ".join(
+        "measurement_id || '-c' || :k" if c == "measurement_id" else
+        "strftime('%Y-%m-%dT%H:%M:%S', start_ts + :shift, 'unixepoch') || substr(start_time, 20)" if c == "start_time"
+        else "start_ts + :shift" if c == "start_ts" else c for c in MEASUREMENT_COLUMNS)
+    t = time.perf_counter()
+    for k in range(1, copies):
+        conn.execute("BEGIN")
+        conn.execute(f"INSERT INTO measurements ({cols}) SELECT {shifted} FROM measurements WHERE seq <= :n",
+                     {"k": k, "shift": k * SLICE_S, "n": base})
+        conn.execute("COMMIT")
+    total = conn.execute("SELECT count(*) FROM measurements").fetchone()[0]
+    print(f"# copied to {total} rows in {time.perf_counter() - t:.1f} s")
+    conn.close()
+    marker.touch()
+    return data
+
+
+def child(args: argparse.Namespace) -> None:
+    from coordinator.archive import build
+    from coordinator.archive.settings import Settings
+
+    out = Path(tempfile.mkdtemp(prefix="tg-bench-out-"))
+    try:
+        t = time.perf_counter()
+        path = build.build(args.data, build.range_spec(args.since, args.until), Settings(dir=str(out)),
+                           formats_=["jsonl"])
+        seconds = time.perf_counter() - t
+        m = json.loads((path / "manifest.json").read_text())
+        size = sum(f["bytes"] for f in m["files"])
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    print(json.dumps({"rows": m["counts"]["measurements"], "seconds": seconds, "bytes": size,
+                      "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def ours(data: Path, since: float, until: float) -> dict[str, float]:
+    out = subprocess.run([sys.executable, __file__, "--child", "--data", str(data), "--since", str(since),
+                          "--until", str(until)], capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def peer(data: Path, since: float, until: float) -> dict[str, float]:
+    db = data / "tocsin.db"
+    out = Path(tempfile.mkdtemp(prefix="tg-bench-peer-")) / "out.json.gz"
+    sql = f"SELECT * FROM measurements WHERE start_ts >= {since} AND start_ts < {until} ORDER BY start_ts, seq"
+    script = f"/usr/bin/time -f 'RSS %M' sqlite3 -readonly {db} '.mode json' \"{sql}\" | gzip -6 > {out}"
+    t = time.perf_counter()
+    res = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, text=True, check=True)
+    seconds = time.perf_counter() - t
+    rss = next(int(line.split()[1]) for line in res.stderr.splitlines() if line.startswith("RSS "))
+    size = out.stat().st_size
+    shutil.rmtree(out.parent)
+    return {"seconds": seconds, "maxrss_mb": rss / 1024, "bytes": size}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--data", type=Path)
+    p.add_argument("--since", type=float)
+    p.add_argument("--until", type=float)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--sizes", default="1000000,10000000")
+    p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "tocsin-bench-archive")
+    args = p.parse_args()
+    if args.child:
+        child(args)
+        return
+    from coordinator.archive import synthetic
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    copies = -(-max(sizes) // 100_800)
+    print(f"# {load()} (start)")
+    data = make_db(args.workdir, copies)
+    rows_out = []
+    for size in sizes:
+        slices = -(-size // 100_800)
+        since, until = synthetic.T0, synthetic.T0 + slices * SLICE_S
+        o = [ours(data, since, until) for _ in range(args.runs)]
+        q = [peer(data, since, until) for _ in range(args.runs)]
+        n = o[0]["rows"]
+        o_rate = statistics.median(n / r["seconds"] for r in o)
+        q_rate = statistics.median(n / r["seconds"] for r in q)
+        rows_out.append((n, o_rate, max(r["maxrss_mb"] for r in o), o[0]["bytes"] / n, q_rate,
+                         max(r["maxrss_mb"] for r in q), q[0]["bytes"] / n, load()))
+    print(f"\nJSONL.gz export, medians of {args.runs} runs (peak RSS: max over runs)")
+    print(f"{'rows':>10} | {'ours rows/s':>11} | {'ours RSS MB':>11} | {'B/row':>5} | {'sqlite3|gzip rows/s':>19} |"
+          f" {'peer RSS MB':>11} | {'B/row':>5} | {'ratio':>5} | load")
+    for n, o_rate, o_rss, o_b, q_rate, q_rss, q_b, ld in rows_out:
+        print(f"{n:>10} | {o_rate:>11,.0f} | {o_rss:>11.1f} | {o_b:>5.0f} | {q_rate:>19,.0f} | {q_rss:>11.1f} |"
+              f" {q_b:>5.0f} | {o_rate / q_rate:>5.2f} | {ld}")
+    print(f"# {load()} (end); target: >= 100,000 rows/s, peak RSS the same for every size")
+
+
+if __name__ == "__main__":
+    main()
