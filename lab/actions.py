@@ -89,7 +89,7 @@ class Action:
 
 class Cut(Action):
     KIND = "cut"
-    PARAMS = ("links", "nodes")
+    PARAMS: ClassVar[tuple[str, ...]] = ("links", "nodes")
     DOC = "drop everything on the given links ([[a, b], ...]) and/or through the given nodes, both ways"
 
     def _links(self, lab: Lab) -> list[tuple[str, str]]:
@@ -123,7 +123,7 @@ class Cut(Action):
 
 class CutBorder(Cut):
     KIND = "cut_border"
-    PARAMS = ()
+    PARAMS: ClassVar[tuple[str, ...]] = ()
     DOC = "cut the border gateway's international link: domestic targets stay reachable (national intranet)"
 
     def __post_init__(self) -> None:
@@ -136,7 +136,7 @@ class CutBorder(Cut):
 
 class CutAccess(Cut):
     KIND = "cut_access"
-    PARAMS = ("access",)
+    PARAMS: ClassVar[tuple[str, ...]] = ("access",)
     DOC = "cut the uplinks of every node of one access type (fixed, mobile, datacenter)"
 
     def _links(self, lab: Lab) -> list[tuple[str, str]]:
@@ -152,7 +152,7 @@ class CutAccess(Cut):
 
 class AllowList(Action):
     KIND = "allow_list"
-    PARAMS = ("allow", "at")
+    PARAMS: ClassVar[tuple[str, ...]] = ("allow", "at")
     DOC = "at the national core, traffic of access networks passes only to/from the allowed targets"
 
     def validate(self, lab: Lab) -> None:
@@ -173,7 +173,7 @@ class AllowList(Action):
 
 class HttpBlock(Action):
     KIND = "http_block"
-    PARAMS = ("targets", "how", "ports", "at")
+    PARAMS: ClassVar[tuple[str, ...]] = ("targets", "how", "ports", "at")
     DOC = "at the national core, TCP to the targets' web ports gets a reset (how=reset) or is dropped (how=drop)"
 
     def validate(self, lab: Lab) -> None:
@@ -196,7 +196,7 @@ class HttpBlock(Action):
 
 class DnsTamper(Action):
     KIND = "dns_tamper"
-    PARAMS = ("names", "mode")
+    PARAMS: ClassVar[tuple[str, ...]] = ("names", "mode")
     DOC = "the in-country resolver answers NXDOMAIN, a bogus address or a bogon (10.10.34.34) for the names"
 
     def validate(self, lab: Lab) -> None:
@@ -221,12 +221,15 @@ class DnsTamper(Action):
         self._write(ctx, lambda names: names.update({n: mode for n in self._strings("names")}))
 
     def undo(self, ctx: Context) -> None:
-        self._write(ctx, lambda names: [names.pop(n, None) for n in self._strings("names")] and None)
+        def drop(names: dict[str, str]) -> None:
+            for n in self._strings("names"):
+                names.pop(n, None)
+        self._write(ctx, drop)
 
 
 class KillProbe(Action):
     KIND = "kill_probe"
-    PARAMS = ("probe",)
+    PARAMS: ClassVar[tuple[str, ...]] = ("probe",)
     DOC = "SIGKILL one probe's process (a dead Raspberry Pi); undo starts it again with its state"
 
     def validate(self, lab: Lab) -> None:

@@ -72,9 +72,13 @@ def available_tests(wanted: list[str]) -> list[str]:
     return [t for t in wanted if t in REGISTRY and importlib.util.find_spec(REGISTRY[t]) is not None]
 
 
+SPEED_BYTES = 1_000_000
 TEST_PARAMS: dict[str, dict[str, Any]] = {
     "ping": {"count": 3, "interval_s": 0.2, "timeout_s": 1.0},
     "http": {"max_body_bytes": 65536},
+    "dns": {"query_timeout_s": 1.0},
+    # a time-capped download; the control target is its own task, measured in the same rounds
+    "throughput": {"max_bytes": SPEED_BYTES, "max_seconds": 0.5},
 }
 
 
@@ -89,11 +93,11 @@ def campaign(lab: Lab, sc: Scenario) -> dict[str, Any]:
                                  "cc": lab.topo.node(t.node).cc, "address": t.address, "port": 80,
                                  "tests": ttests}
         if t.kind in ("web", "speed"):
-            entry["url"] = f"http://{t.name}/" if t.kind == "web" else f"http://{t.name}/bytes/200000"
+            entry["url"] = f"http://{t.name}/" if t.kind == "web" else f"http://{t.name}/bytes/{SPEED_BYTES}"
         targets.append(entry)
     return {
         "name": f"lab-{sc.name}", "country": lab.topo.country, "interval_s": sc.interval_s,
-        "timeout_s": max(1.0, min(sc.interval_s * 0.75, 5.0)),
+        "timeout_s": max(1.0, min(sc.interval_s * 0.9, 5.0)),
         "tests": [{"name": t, "params": TEST_PARAMS.get(t, {})} for t in tests],
         "target": targets,
     }
@@ -123,7 +127,8 @@ def register_probes(lab: Lab) -> dict[str, str]:
         node = lab.topo.node(p.node)
         state = probe_state(lab, p.name)
         state.mkdir(parents=True, exist_ok=True)
-        (state / "probe.toml").write_text(tomli_w.dumps({"allow_ranges": [LAB_RANGE], "max_concurrent_tests": 8}))
+        (state / "probe.toml").write_text(tomli_w.dumps({"allow_ranges": [LAB_RANGE], "max_concurrent_tests": 8,
+                                                           "max_throughput_bytes_per_hour": 10**12}))
         argv = ["ip", "netns", "exec", lab.ns(p.node), sys.executable, "-m", "probe", "register",
                 "--coordinator", coordinator_url(lab), "--invite", tokens[p.name], "--state", str(state),
                 "--cc", node.cc, "--asn", str(node.asn), "--access", node.access or "fixed", "--name", p.name]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab import check, deploy, events, netns, services
+from lab import atlas, check, deploy, events, netns, services
 from lab.actions import Context
 from lab.build import Lab
 from lab.procs import Procs
@@ -83,6 +83,8 @@ class Run:
         state = dict(zip((p.id for p in topo.atlas_probes), check.reachable_many(checks, 1.0), strict=True))
         if state == self.atlas_state:
             return
+        if self.atlas_state:
+            self.say(f"           atlas: {sum(state.values())}/{len(state)} emulated Atlas probes connected")
         self.atlas_state = state
         doc = {"probes": [{"id": p.id, "asn_v4": topo.node(p.node).asn, "country_code": topo.node(p.node).cc,
                            "address_v4": topo.node(p.node).address, "connected": state[p.id]}
@@ -100,11 +102,23 @@ class Run:
             raise netns.LabError("route guard failed: " + "; ".join(problems))
         self.procs = Procs(lab.prefix, lab.workdir)
         services.start_services(lab, self.procs)
-        deploy.write_coordinator_config(lab, self.sc)
+        self.update_atlas()
+        extra = {}
+        why_not = atlas.available()
+        if why_not is None:
+            ca, cert, key = atlas.make_certs(lab)
+            self.commands["atlas-standin"] = (lab.ns("atlas"), atlas.standin_args(
+                lab, cert, key, self.atlas_path(), self.sc.interval_s))
+            self.start("atlas-standin")
+            extra["atlas"] = atlas.coordinator_section(lab, ca, self.sc.interval_s)
+        else:
+            self.say(f"no RIPE Atlas stand-in: {why_not}")
+        deploy.write_coordinator_config(lab, self.sc, extra)
         data = deploy.data_dir(lab)
         self.commands["coordinator"] = (lab.ns("coord"), ["coordinator", "serve", "--data", str(data)])
         self.start("coordinator")
         self._wait_coordinator()
+        self.atlas_state = {}
         self.update_atlas()
         self.say(f"campaign {deploy.add_campaign(lab, self.sc)} (every {self.sc.interval_s:g} s)")
         ids = deploy.register_probes(lab)

@@ -9,6 +9,7 @@ addresses into 1:20 (the kernel here has no fw/matchall classifiers).
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 from lab import netns
 from lab.actions import Action, ActionError, Context
@@ -27,7 +28,7 @@ def rate_bps(text: str) -> float:
 
 class Throttle(Action):
     KIND = "throttle"
-    PARAMS = ("rate", "access", "nodes", "targets")
+    PARAMS: ClassVar[tuple[str, ...]] = ("rate", "access", "nodes", "targets")
     DOC = ("limit traffic of the chosen access networks (access=TYPE or nodes=[...], default all) to rate; "
            "with targets=[...] only traffic to/from those targets")
 

@@ -91,7 +91,9 @@ class Topology:
         raise KeyError(f"no target {name!r}; targets: {', '.join(t.name for t in self.targets)}")
 
     def link_subnet(self, index: int) -> ipaddress.IPv4Network:
-        return list(LINK_NET.subnets(new_prefix=30))[index]
+        subnet = list(LINK_NET.subnets(new_prefix=30))[index]
+        assert isinstance(subnet, ipaddress.IPv4Network)
+        return subnet
 
     def link_addresses(self, index: int) -> tuple[str, str]:
         hosts = list(self.link_subnet(index).hosts())
@@ -162,20 +164,18 @@ def kazakhstan() -> Topology:
     links = [Link("fix", "core"), Link("mob1", "core"), Link("mob2", "core"), Link("dc", "core"),
              Link("core", "border"), Link("border", "transit"), Link("transit", "intl"),
              Link("transit", "out"), Link("transit", "coord"), Link("transit", "atlas")]
-    web = ("http", "tcp", "ping")
+    full = ("http", "tcp", "ping", "dns")
     targets = [
-        Target("news.kz.lab", "dc", "198.19.20.10", "domestic", "news", "web", (*web, "dns")),
-        Target("bank.kz.lab", "dc", "198.19.20.11", "domestic", "bank", "web", ("http", "tcp")),
-        Target("gov.kz.lab", "dc", "198.19.20.12", "domestic", "gov", "web", ("http", "tcp")),
-        Target("shop.kz.lab", "dc", "198.19.20.13", "domestic", "shop", "web", ("http", "tcp")),
+        Target("news.kz.lab", "dc", "198.19.20.10", "domestic", "news", "web", full),
+        Target("bank.kz.lab", "dc", "198.19.20.11", "domestic", "bank", "web", ("http",)),
+        Target("gov.kz.lab", "dc", "198.19.20.12", "domestic", "gov", "web", ("http",)),
+        Target("shop.kz.lab", "dc", "198.19.20.13", "domestic", "shop", "web", ("http",)),
         Target("speed.kz.lab", "dc", "198.19.20.80", "domestic", "speed-kz", "speed", ("throughput",)),
-        Target("resolver-kz.lab", "dc", "198.19.20.53", "domestic", "resolver-kz", "dns", ("ping",)),
-        Target("world.example.lab", "intl", "198.19.100.10", "international", "world", "web", (*web, "dns")),
-        Target("social.example.lab", "intl", "198.19.100.20", "international", "social", "speed",
-               ("http", "throughput")),
-        Target("control.example.lab", "intl", "198.19.100.30", "control", "control", "speed",
-               ("http", "throughput")),
-        Target("resolver-intl.lab", "intl", "198.19.100.53", "international", "resolver-intl", "dns", ("ping",)),
+        Target("resolver-kz.lab", "dc", "198.19.20.53", "domestic", "resolver-kz", "dns", ()),
+        Target("world.example.lab", "intl", "198.19.100.10", "international", "world", "web", full),
+        Target("social.example.lab", "intl", "198.19.100.20", "international", "social", "speed", ("throughput",)),
+        Target("control.example.lab", "intl", "198.19.100.30", "control", "control", "speed", ("throughput",)),
+        Target("resolver-intl.lab", "intl", "198.19.100.53", "international", "resolver-intl", "dns", ()),
     ]
     probes = [ProbeSpec("fix-1", "fix"), ProbeSpec("fix-2", "fix"), ProbeSpec("mob1-1", "mob1"),
               ProbeSpec("mob1-2", "mob1"), ProbeSpec("mob2-1", "mob2"), ProbeSpec("dc-1", "dc"),
