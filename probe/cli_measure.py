@@ -91,7 +91,8 @@ def summary(record: dict[str, Any]) -> str:
     lines = [f"{record['test_name']} {record['target']}: {verdict} ({record['runtime_s']:.3f} s, "
              f"{record['start_time']})"]
     for key, value in record["test_keys"].items():
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        plain = isinstance(value, str) and value.isprintable()
+        text = value if plain else json.dumps(value, ensure_ascii=False)
         if len(text) > 100:
             text = text[:97] + "..."
         lines.append(f"  {key}: {text}")
