@@ -1,0 +1,1 @@
+"""RIPE Atlas: normalise results (sagan), client (cousteau), stream, stand-in, closed loop, signals."""
