@@ -80,7 +80,7 @@ class Run:
         topo = self.lab.topo
         atlas = topo.node("atlas")
         checks = [(self.lab.ns(p.node), atlas.address, topo.atlas_port) for p in topo.atlas_probes]
-        state = dict(zip((p.id for p in topo.atlas_probes), check.reachable_many(checks, 1.0), strict=True))
+        state = dict(zip((p.id for p in topo.atlas_probes), check.reachable_many(checks, 0.5), strict=True))
         if state == self.atlas_state:
             return
         if self.atlas_state:
@@ -144,7 +144,8 @@ class Run:
         self.say(f"warm-up {self.sc.warmup_s:g} s (baseline)")
         self._idle(time.time() + self.sc.warmup_s)
         self.t0 = time.time()
-        for at, what, step in self.sc.timeline():
+        timeline = self.sc.timeline()
+        for i, (at, what, step) in enumerate(timeline):
             self._idle(self.t0 + at)
             entry = {"id": step.action.id, "kind": step.action.KIND, "what": what, "at": at,
                      "ts": time.time(), "params": step.action.params}
@@ -156,7 +157,8 @@ class Run:
             self.steps_log.append(entry)
             self.say(f"[{time.time() - self.t0:+7.1f}s] {what:<5} {step.action.describe()}"
                      + (f"  # {step.note}" if step.note else ""))
-            self.update_atlas()
+            if i + 1 == len(timeline) or timeline[i + 1][0] != at:   # after the last step of this instant
+                self.update_atlas()
         self._idle(self.t0 + self.sc.duration_s + self.sc.tail_s)
 
     def result(self) -> dict[str, Any]:
