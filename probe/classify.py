@@ -64,6 +64,10 @@ def _classify_one(exc: BaseException) -> str | None:
     module = type(exc).__module__ or ""
     if module.startswith("dns."):
         return DNS_FAILURES.get(name)
+    if name == "ClientPayloadError" and "ConnectionResetError" in str(exc):
+        # aiohttp keeps the transport's error only in the message of an incomplete body: a reset in
+        # the middle of a transfer (an injected RST) must not read as a plain early close.
+        return "connection_reset"
     if module.startswith("aiohttp") and name in AIOHTTP_FAILURES:
         return AIOHTTP_FAILURES[name]
     if isinstance(exc, ssl.SSLCertVerificationError):

@@ -92,10 +92,28 @@ async def raw_server(behaviour: Behaviour) -> tuple[asyncio.Server, int]:
     return server, server.sockets[0].getsockname()[1]
 
 
-async def reset_after_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
+def send_rst_on_close(writer: asyncio.StreamWriter) -> None:
     sock = writer.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close -> RST
+
+
+async def reset_after_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    send_rst_on_close(writer)
+
+
+async def reset_mid_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    send_rst_on_close(writer)
+
+
+async def close_mid_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+    await writer.drain()
 
 
 async def stall(reader: asyncio.StreamReader, _writer: asyncio.StreamWriter) -> None:
@@ -207,6 +225,8 @@ async def test_wrong_name_certificate(tls_ca: trustme.CA, tls_cafile: str) -> No
 
 @pytest.mark.parametrize(("behaviour", "scheme", "failure"), [
     (reset_after_request, "http", "connection_reset"),
+    (reset_mid_body, "http", "connection_reset"),
+    (close_mid_body, "http", "eof_error"),
     (not_http, "http", "http_protocol_error"),
     (not_tls, "https", "tls_error"),
 ])

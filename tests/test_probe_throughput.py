@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from collections.abc import AsyncIterator
 
 import pytest
@@ -100,3 +102,23 @@ async def test_stall_after_headers_is_a_timeout(server: str) -> None:
 async def test_not_found_is_not_success(server: str) -> None:
     record = await run_test("throughput", server + "/nothing", guard=Guard(LAB))
     assert record["success"] is False and record["test_keys"]["download"]["status"] == 404
+
+
+async def test_reset_mid_transfer_is_a_failure_with_the_bytes_so_far() -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 300_000)
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        record = await run_test("throughput", f"http://127.0.0.1:{port}/", guard=Guard(LAB))
+    finally:
+        server.close()
+    d = record["test_keys"]["download"]
+    assert record["success"] is False and record["failure"] == "connection_reset"
+    assert d["stopped_by"] == "error" and 0 < d["bytes"] <= 300_000 and d["failure"] == "connection_reset"

@@ -130,7 +130,7 @@ class HopTimer:
         return {"connect_ms": _ms(m.get("connect_start"), connected),
                 "tls_ms": _ms(tls_start, m.get("connect_end")),
                 "tls_version": tls_object.version() if tls_object is not None else None,
-                "first_byte_ms": _ms(m.get("request_start"), m.get("headers_received"))}
+                "first_byte_ms": _ms(m.get("headers_sent"), m.get("headers_received"))}
 
 
 def _trace_config() -> aiohttp.TraceConfig:
@@ -146,6 +146,7 @@ def _trace_config() -> aiohttp.TraceConfig:
     trace.on_request_start.append(hook("request_start"))
     trace.on_connection_create_start.append(hook("connect_start"))
     trace.on_connection_create_end.append(hook("connect_end"))
+    trace.on_request_headers_sent.append(hook("headers_sent"))
     trace.on_request_end.append(hook("headers_received"))
     return trace
 
