@@ -20,7 +20,7 @@ DIRECTORY = Path(__file__).with_name("scenarios")
 SCENARIO_KEYS = ("name", "description", "shape", "interval_s", "warmup_s", "duration_s", "tail_s",
                  "tests", "step", "expect")
 STEP_KEYS = ("at", "until", "action", "params", "note")
-EXPECT_KEYS = ("kind", "scope_type", "scope", "fault", "repair", "note")
+EXPECT_KEYS = ("kind", "scope_type", "scope", "fault", "repair", "optional", "note")
 EVENT_KINDS = ("blackout", "domestic_only", "throttling", "dns_tampering", "http_blocking")
 SCOPE_TYPES = ("country", "asn", "access", "target")
 
@@ -45,6 +45,7 @@ class Expect:
     fault: float
     repair: float | None
     note: str = ""
+    optional: bool = False     # may or may not be raised: never missed, never false
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Scenario:
 
     @property
     def negative(self) -> bool:
-        return not self.expects
+        return not any(not e.optional for e in self.expects)
 
     def timeline(self) -> list[tuple[float, str, Step]]:
         """(time, "apply"|"undo", step), in time order (undo before apply at equal times)."""
@@ -123,8 +124,10 @@ def parse(doc: dict[str, Any], where: str, lab: Lab | None = None) -> Scenario:
             raise ScenarioError(f"{here}: scope must be a string or a list of accepted strings")
         fault = _num(e, "fault", here)
         repair = None if e.get("repair") is None else _num(e, "repair", here)
+        if not isinstance(e.get("optional", False), bool):
+            raise ScenarioError(f"{here}: optional must be true or false")
         sc.expects.append(Expect(str(e["kind"]), e.get("scope_type"), list(scope), fault, repair,
-                                 str(e.get("note", ""))))
+                                 str(e.get("note", "")), bool(e.get("optional", False))))
     return sc
 
 

@@ -75,9 +75,10 @@ def score(result: dict[str, Any]) -> dict[str, Any]:
     false = [{"event_id": ev["event_id"], "kind": ev.get("kind"), "scope_type": ev.get("scope_type"),
               "scope": ev.get("scope"), "state": ev.get("state"), "start_s": float(ev["start_ts"]) - t0}
              for ev in found if ev["event_id"] not in used]
-    return {"scenario": result["scenario"], "interval_s": iv, "negative": not result.get("expects"),
+    required = [r for r in rows if not r["expected"].get("optional")]
+    return {"scenario": result["scenario"], "interval_s": iv, "negative": not required,
             "rows": rows, "false": false, "errors": result.get("errors", []),
-            "recall": (sum(1 for r in rows if r["found"]), len(rows))}
+            "recall": (sum(1 for r in required if r["found"]), len(required))}
 
 
 def _lat(seconds: float | None, iv: float) -> str:
@@ -98,7 +99,8 @@ def render(cards: list[dict[str, Any]]) -> str:
             where = f"fault {e['fault']:g}s" + (f" repair {e['repair']:g}s" if e.get("repair") is not None else "")
             f = r["found"]
             if f is None:
-                lines.append(f"  MISSED  {what:<36} {where}")
+                label = "absent " if e.get("optional") else "MISSED "
+                lines.append(f"  {label} {what:<36} {where}" + ("  (optional)" if e.get("optional") else ""))
                 continue
             lines.append(f"  found   {what:<36} {where}  -> {f['kind']} {f['scope_type']} {f['scope']} [{f['state']}]"
                          f"  suspected {_lat(f['suspected_s'], c['interval_s'])}"

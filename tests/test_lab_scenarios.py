@@ -35,7 +35,7 @@ def test_kazakhstan_sequence():
     sc = scenario.load("kazakhstan-2022", lab())
     kinds = [s.action.KIND for s in sc.steps]
     assert kinds[0] == "throttle" and "allow_list" in kinds and "cut_access" in kinds
-    assert [e.kind for e in sc.expects] == ["throttling", "blackout", "blackout", "domestic_only"]
+    assert [e.kind for e in sc.expects if not e.optional] == ["throttling", "blackout", "blackout", "domestic_only"]
     timeline = sc.timeline()
     assert [t for t, _, _ in timeline] == sorted(t for t, _, _ in timeline)
     # at equal times the undo comes first (restore, then the next phase)
@@ -104,6 +104,17 @@ def test_scorecard_scope_and_kind_must_match():
     for bad in (wrong_scope, wrong_kind, too_late):
         assert score(bad)["recall"] == (0, 1) and len(score(bad)["false"]) == 1
     assert score(right)["recall"] == (1, 1) and score(right)["false"] == []
+
+
+def test_optional_expectations_are_neither_missed_nor_false():
+    base = {"scenario": "s", "interval_s": 3.0, "t0": 0.0, "duration_s": 30, "steps": [],
+            "expects": [{"kind": "blackout", "scope_type": "access", "scope": ["KZ/fixed", "KZ/mobile"],
+                         "fault": 5, "repair": 20, "optional": True}]}
+    absent = score({**base, "events": []})
+    present = score({**base, "events": [_event("e", "blackout", "access", "KZ/mobile", 6, [("suspected", 8)])]})
+    assert absent["recall"] == (0, 0) and absent["false"] == [] and absent["negative"]
+    assert present["false"] == [] and present["rows"][0]["found"]["scope"] == "KZ/mobile"
+    assert "(optional)" in render([absent])
 
 
 def test_negative_scenario_scores_every_event_false():
