@@ -120,6 +120,25 @@ def load_result(results_dir: Path, name: str) -> dict[str, Any]:
     return data
 
 
+def _failed_card(name: str, errors: list[str]) -> dict[str, Any]:
+    """A run that could not finish: every required expectation counts as missed."""
+    from dataclasses import asdict
+
+    from lab.scenario import ScenarioError, load
+
+    rows: list[dict[str, Any]] = []
+    interval = 1.0
+    try:
+        sc = load(name)
+        rows = [{"expected": asdict(e), "found": None} for e in sc.expects]
+        interval = sc.interval_s
+    except ScenarioError:
+        pass
+    required = [r for r in rows if not r["expected"]["optional"]]
+    return {"scenario": name, "interval_s": interval, "negative": not required, "rows": rows, "false": [],
+            "errors": errors, "recall": (0, len(required))}
+
+
 def run_scorecard(names: list[str], *, prefix: str, results_dir: Path, run: bool, as_json: bool) -> int:
     from lab.build import Lab
     from lab.runner import Run
@@ -139,9 +158,8 @@ def run_scorecard(names: list[str], *, prefix: str, results_dir: Path, run: bool
         except Exception as exc:  # one broken scenario run must not hide the others' results
             failed += 1
             first = str(exc).strip().splitlines()
-            cards.append({"scenario": name, "interval_s": 1.0, "negative": False, "rows": [], "false": [],
-                          "errors": [f"run failed: {type(exc).__name__}: {first[0] if first else ''}",
-                                     *(first[-3:] if len(first) > 1 else [])], "recall": (0, 0)})
+            errors = [f"run failed: {type(exc).__name__}: {first[0] if first else ''}", *first[1:][-3:]]
+            cards.append(_failed_card(name, errors))
         if not as_json:
             print(render(cards[-1:]).rsplit("\n", 1)[0], flush=True)
     print(json.dumps(cards, indent=1) if as_json else render(cards).rsplit("\n", 1)[1])
