@@ -257,3 +257,8 @@ async def test_refused_port(plain: str) -> None:
     sock.close()
     record = await measure(f"http://127.0.0.1:{port}/")
     assert record["failure"] == "connection_refused"
+
+
+def test_keep_head() -> None:
+    assert http.keep_head("добро".encode(), 5) == {"body_head": "до", "body_head_encoding": "utf-8"}
+    assert http.keep_head(b"\xff\xfeab", 4) == {"body_head": "//5hYg==", "body_head_encoding": "base64"}

@@ -10,6 +10,7 @@ bytes for blockpage fingerprinting.  ``success`` means an HTTP answer came back,
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
 import socket
 import ssl
@@ -250,10 +251,12 @@ async def run(target: str, params: HttpParams, ctx: Context) -> Outcome:
 
 
 def keep_head(body: bytes, n: int) -> dict[str, Any]:
-    """The first ``n`` bytes as text when they are UTF-8, base64 otherwise."""
+    """The first ``n`` bytes as text when they are UTF-8 (a character cut at the end is left out),
+    base64 otherwise."""
     head = body[:n]
     try:
-        return {"body_head": head.decode("utf-8"), "body_head_encoding": "utf-8"}
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        return {"body_head": text, "body_head_encoding": "utf-8"}
     except UnicodeDecodeError:
         return {"body_head": base64.b64encode(head).decode(), "body_head_encoding": "base64"}
 
