@@ -186,6 +186,7 @@ class _Pass:
         self.probes: set[str] = set()
         self.atlas_ids: set[int] = set()
         self.scrubbed = 0
+        self.withheld_until: float | None = None
         self.first: float | None = None
         self.last: float | None = None
         self.compressor = formats.Compressor()
@@ -194,6 +195,7 @@ class _Pass:
         cid = row["campaign_id"]
         if cid in self.embargo and row["start_ts"] + self.embargo[cid] > self.now:
             self.withheld[cid] += 1
+            self.withheld_until = max(self.withheld_until or 0.0, row["start_ts"] + self.embargo[cid])
             return
         keys_text, removed = formats.test_keys_text(row)
         self.scrubbed += removed
@@ -261,7 +263,8 @@ def _build_into(conn: sqlite3.Connection, root: Path, spec: Spec, settings: Sett
                    "events": n_events, "evidence_links": n_links, "probes": n_probes,
                    "scrubbed_private_keys": scrubbed},
         "embargo": {"campaigns": {c: e for c, e in sorted(embargo.items())},
-                    "withheld": dict(sorted(withheld.items())), "evaluated_at": iso(now)},
+                    "withheld": dict(sorted(withheld.items())), "evaluated_at": iso(now),
+                    "withheld_until_ts": run.withheld_until},
         "detector": _detector_info(versions),
         "atlas_measurement_ids": sorted(atlas_ids),
         "files": files,

@@ -6,14 +6,17 @@ Routes (docs/archives.md is tested against :data:`ROUTES`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
 from coordinator import db as dbmod
 from coordinator.app import CONFIG, DATA_DIR, STORE
-from coordinator.archive import build, manifest, query, signing
+from coordinator.archive import build, manifest, query, scheduler, signing
 from coordinator.archive.settings import Settings, from_config
 
 ROUTES = {
@@ -24,6 +27,7 @@ ROUTES = {
     "GET /api/v1/archives/{name}/{path}": "a file of a bundle (manifest.json, manifest.json.sig or a listed file; Range supported)",
 }
 SETTINGS = web.AppKey("archive_settings", Settings)
+log = logging.getLogger("tocsin.archive")
 
 
 def _settings(request: web.Request) -> Settings:
@@ -94,8 +98,30 @@ async def run_query(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def _daily_builder(app: web.Application) -> AsyncIterator[None]:
+    settings, store = app[SETTINGS], app[STORE]
+
+    async def loop() -> None:
+        ev_loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await ev_loop.run_in_executor(None, lambda: scheduler.build_due(
+                    app[DATA_DIR], settings, record=store.write_sync))
+            except Exception:                   # logged; the next round tries again
+                log.exception("daily archive build failed")
+            await asyncio.sleep(settings.daily_check_s)
+
+    task = asyncio.create_task(loop(), name="daily archives") if settings.daily_build else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def setup(app: web.Application) -> None:
     app[SETTINGS] = from_config(app.get(CONFIG))
+    app.cleanup_ctx.append(_daily_builder)
     app.router.add_get("/api/v1/archives", list_archives)
     app.router.add_get("/api/v1/archives/key", public_key)
     app.router.add_get("/api/v1/archives/query", run_query)

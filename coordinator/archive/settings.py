@@ -13,6 +13,10 @@ class Settings:
     gzip_level: int = 6                      # 1 (fast) .. 9 (small) for .jsonl.gz files
     parquet_batch_rows: int = 20000          # rows per Parquet row group; bounds the build's memory
     query_max_days: float = 366.0            # widest time range one streamed query may ask for
+    daily_build: bool = True                 # the coordinator builds daily bundles by itself
+    daily_delay_s: float = 3600.0            # wait this long after a UTC day ends before building it
+    daily_backfill_days: int = 7             # days back that are built (and rebuilt on late uploads)
+    daily_check_s: float = 600.0             # how often due daily bundles are looked for
 
     def __post_init__(self) -> None:
         from coordinator.archive.formats import FORMATS
@@ -24,6 +28,8 @@ class Settings:
             raise ValueError("archive.gzip_level must be 1..9")
         if self.parquet_batch_rows < 100:
             raise ValueError("archive.parquet_batch_rows must be at least 100")
+        if self.daily_delay_s < 0 or self.daily_backfill_days < 1 or self.daily_check_s <= 0:
+            raise ValueError("archive: daily_delay_s >= 0, daily_backfill_days >= 1 and daily_check_s > 0 are required")
 
 
 def from_config(config: Any) -> Settings:
