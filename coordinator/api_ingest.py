@@ -23,7 +23,7 @@ from coordinator import auth
 from coordinator.api import API, SERVICE, cfg, error, ok, verify_signed
 from coordinator.app import STORE
 from coordinator.store import insert_measurements
-from probe.signing import GENESIS, chain_hash
+from probe.signing import GENESIS, chain_hash, chain_hash_raw
 
 DROP_KEYS = ("drop_id", "dropped_count", "dropped_bytes", "first_start_time", "last_start_time",
              "measurement_ids", "ts")
@@ -56,12 +56,25 @@ def decode_batch(body: bytes, max_bytes: int, max_items: int) -> list[dict[str, 
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("prev"), str) or not isinstance(item.get("hash"), str):
             raise auth.AuthError(400, f"item {i} must be an object with prev, hash and record or drop")
-        payload = item.get("record", item.get("drop"))
-        if ("record" in item) == ("drop" in item) or not isinstance(payload, dict):
-            raise auth.AuthError(400, f"item {i} must carry exactly one object: record or drop")
+        kind = "record" if "record" in item else "drop"
+        payload = item.get(kind)
+        if ("record" in item) == ("drop" in item) or not isinstance(payload, (dict, str)):
+            raise auth.AuthError(400, f"item {i} must carry exactly one of record or drop (object or JSON text)")
         if prev is not None and item["prev"] != prev:
             raise auth.AuthError(400, f"hash chain broken at item {i}: prev does not match item {i - 1}'s hash")
-        if chain_hash(item["prev"], payload) != item["hash"]:
+        if isinstance(payload, str):   # the canonical JSON text the probe hashed: hash the bytes, then parse
+            raw = payload.encode()
+            link = chain_hash_raw(item["prev"], raw)
+            try:
+                payload = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise auth.AuthError(400, f"item {i}: {kind} is not JSON text: {exc}") from None
+            if not isinstance(payload, dict):
+                raise auth.AuthError(400, f"item {i}: {kind} must be a JSON object")
+            item[kind] = payload
+        else:
+            link = chain_hash(item["prev"], payload)
+        if link != item["hash"]:
             raise auth.AuthError(400, f"hash chain broken at item {i}: hash does not match its content")
         if "drop" in item:
             check_drop(payload, i)

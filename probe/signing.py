@@ -132,3 +132,8 @@ def chain_hash(prev: str, payload: dict[str, object]) -> str:
     from probe.record import content_hash
 
     return hashlib.sha256(f"{prev}:{content_hash(payload)}".encode()).hexdigest()
+
+
+def chain_hash_raw(prev: str, canonical: bytes) -> str:
+    """The same link hash from the payload's canonical JSON bytes (what the wire carries)."""
+    return hashlib.sha256(f"{prev}:{hashlib.sha256(canonical).hexdigest()}".encode()).hexdigest()

@@ -110,14 +110,17 @@ def prefill(state: Path, n: int) -> set[str]:
     box = Outbox(state / "outbox.db")
     ids = set()
     now = time.time()
+    batch = []
     for i in range(n):
         r = make_record(test_name="tcp", test_version="1.0.0", target=f"192.0.2.{i % 250}:443",
                         start_time=datetime.fromtimestamp(now - n + i, UTC), runtime_s=0.01, success=i % 7 != 0,
                         failure=None if i % 7 else "timeout", test_keys={"connect_ms": i / 10}, probe_id=p["probe_id"],
                         probe_cc=p["cc"], probe_asn=p["asn"], probe_access=p["access"],
                         annotations={"target_category": "domestic", "target_cc": "KZ", "target_group": "x", "vantage": "inside"})
-        box.append(r)
+        batch.append(r)
         ids.add(r["measurement_id"])
+    box.append_many(batch)
+    assert box.verify() == n
     box.close()
     return ids
 

@@ -46,8 +46,6 @@ def register(sub: Any) -> None:
 
 async def do_register(endpoints: list[str], invite: str, state: Path, declared: dict[str, Any]) -> dict[str, Any]:
     """Register (or, if ``state`` already holds an identity, refuse); returns the identity document."""
-    import orjson
-
     from probe import signing
     from probe.agent import identity as ident
     from probe.agent.client import Client
@@ -55,7 +53,7 @@ async def do_register(endpoints: list[str], invite: str, state: Path, declared: 
     if (state / ident.IDENTITY_FILE).exists():
         raise ident.IdentityError(f"{state} is already registered; use another --state directory")
     key = ident.ensure_key(state)
-    body = orjson.dumps({"invite": invite, "public_key": signing.public_key_b64(key), **declared})
+    body = json.dumps({"invite": invite, "public_key": signing.public_key_b64(key), **declared}).encode()
     async with Client(endpoints, key) as client:
         ans = await client.post(REGISTER_PATH, body)
     if ans.status != 201:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from probe import signing
@@ -66,8 +66,8 @@ class Client:
                     raw = await resp.read()
                     self._learn_clock(resp.headers.get("Date"), sent, time.time())
                     try:
-                        doc = orjson.loads(raw) if raw else {}
-                    except orjson.JSONDecodeError:
+                        doc = json.loads(raw) if raw else {}
+                    except (ValueError, UnicodeDecodeError):
                         doc = {"error": raw[:200].decode(errors="replace")}
                     if i:  # remember the endpoint that worked: try it first next time
                         self.endpoints.insert(0, self.endpoints.pop(i))

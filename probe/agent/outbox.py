@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.record import canonical_json
-from probe.signing import GENESIS, chain_hash
+from probe.signing import GENESIS, chain_hash, chain_hash_raw
 
 DEFAULT_QUOTA_BYTES = 512 * 2**20
 
@@ -33,13 +33,17 @@ class Item:
     seq: int
     kind: str               # record | drop
     item_id: str            # measurement id or drop id
-    payload: dict[str, Any]
+    raw: bytes              # canonical JSON of the record or drop report (what the hash covers)
     prev: str
     hash: str
     size: int
 
+    @property
+    def payload(self) -> dict[str, Any]:
+        return dict(json.loads(self.raw))
+
     def wire(self) -> dict[str, Any]:
-        return {"prev": self.prev, "hash": self.hash, self.kind: self.payload}
+        return {"prev": self.prev, "hash": self.hash, self.kind: self.raw.decode()}
 
 
 class Outbox:
@@ -72,17 +76,25 @@ class Outbox:
 
     def append(self, record: dict[str, Any]) -> list[str]:
         """Store one record at the chain's head; returns measurement ids evicted to make room."""
-        blob = canonical_json(record)
+        return self.append_many([record])
+
+    def append_many(self, records: list[dict[str, Any]]) -> list[str]:
+        """Store records in order, in one transaction; returns measurement ids evicted to make room."""
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             head = self._meta("head")
-            h = chain_hash(head, record)
-            conn.execute("INSERT INTO items (kind, item_id, start_time, payload, prev, hash, size, created_ts) "
-                         "VALUES ('record', ?, ?, ?, ?, ?, ?, ?)",
-                         (record["measurement_id"], record.get("start_time"), blob, head, h, len(blob), time.time()))
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'head'", (h,))
-            self._bytes += len(blob)
+            rows = []
+            now = time.time()
+            for record in records:
+                blob = canonical_json(record)
+                h = chain_hash(head, record)
+                rows.append((record["measurement_id"], record.get("start_time"), blob, head, h, len(blob), now))
+                head = h
+                self._bytes += len(blob)
+            conn.executemany("INSERT INTO items (kind, item_id, start_time, payload, prev, hash, size, created_ts) "
+                             "VALUES ('record', ?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'head'", (head,))
             evicted = self._evict_locked() if self._bytes > self.quota_bytes else []
             conn.execute("COMMIT")
         except BaseException:
@@ -138,7 +150,7 @@ class Outbox:
                 "SELECT seq, kind, item_id, payload, prev, hash, size FROM items ORDER BY seq LIMIT ?", (max_items,)):
             if out and total + size > max_bytes:
                 break
-            out.append(Item(seq, kind, item_id, json.loads(payload), prev, h, size))
+            out.append(Item(seq, kind, item_id, payload if isinstance(payload, bytes) else str(payload).encode(), prev, h, size))
             total += size
         return out
 
@@ -155,7 +167,7 @@ class Outbox:
             for item in batch:
                 if item.kind == "record" and item.item_id in rejected:
                     self.conn.execute("INSERT OR REPLACE INTO rejected VALUES (?, ?, ?, ?)",
-                                      (item.item_id, rejected[item.item_id], canonical_json(item.payload), now))
+                                      (item.item_id, rejected[item.item_id], item.raw, now))
             self.conn.execute("DELETE FROM items WHERE seq <= ?", (batch[-1].seq,))
             self.conn.execute("UPDATE meta SET value = ? WHERE key = 'base'", (batch[-1].hash,))
             self.conn.execute("COMMIT")
@@ -171,7 +183,7 @@ class Outbox:
         for seq, payload, p, h in self.conn.execute("SELECT seq, payload, prev, hash FROM items ORDER BY seq"):
             if p != prev:
                 raise OutboxError(f"outbox chain broken at seq {seq}: prev does not match the item before")
-            if chain_hash(p, json.loads(payload)) != h:
+            if chain_hash_raw(p, payload if isinstance(payload, bytes) else str(payload).encode()) != h:
                 raise OutboxError(f"outbox chain broken at seq {seq}: content does not match its hash")
             prev, n = h, n + 1
         if prev != self._meta("head"):

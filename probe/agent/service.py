@@ -9,6 +9,7 @@ and the uploader (oldest first, gzip batches, backoff with jitter).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -16,8 +17,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from probe.agent import identity as ident
 from probe.agent.client import Client, Unreachable
@@ -99,8 +98,8 @@ class Agent:
 
     async def poll_once(self) -> bool:
         stats = await self.blocking(self.outbox.stats)
-        body = orjson.dumps({"buffered": stats["buffered"], "buffered_since_ts": stats["buffered_since_ts"],
-                             "software": SOFTWARE})
+        body = json.dumps({"buffered": stats["buffered"], "buffered_since_ts": stats["buffered_since_ts"],
+                             "software": SOFTWARE}).encode()
         self.status["last_poll_ts"] = time.time()
         try:
             ans = await self.client.post(SCHEDULE_PATH, body)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 from probe.agent.client import Client, Unreachable
 from probe.agent.outbox import Item, Outbox
@@ -37,7 +36,8 @@ def backoff(failures: int, rng: random.Random, base: float = BACKOFF_BASE_S, cap
 
 
 def encode(batch: list[Item]) -> bytes:
-    return gzip.compress(orjson.dumps({"items": [i.wire() for i in batch]}), compresslevel=5)
+    """The wire body: each item's payload travels as the exact canonical JSON text its hash covers."""
+    return gzip.compress(json.dumps({"items": [i.wire() for i in batch]}, separators=(",", ":")).encode(), compresslevel=5)
 
 
 class Uploader:

@@ -1,0 +1,145 @@
+"""Ingest throughput: 20 concurrent probe clients over HTTP into SQLite, against raw executemany.
+
+Our figure: results/s from first request to last acknowledgement (every batch signed, gzip,
+hash-chained, validated, committed before the answer).  Peer/ceiling: the same rows inserted with
+``sqlite3.executemany`` in one transaction into the same schema, in the same run.  Medians of 3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import re
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from coordinator import db as dbmod  # noqa: E402
+from coordinator.store import _INSERT_SQL, row_from_record  # noqa: E402
+from probe import signing  # noqa: E402
+from probe.record import canonical_json, make_record  # noqa: E402
+
+CLIENTS, PER_CLIENT, BATCH, RUNS = 20, 5000, 1000, 3
+ADMIN = "bench-admin"
+
+
+def start(data: Path) -> tuple[subprocess.Popen[bytes], str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOCSIN_ADMIN_TOKEN": ADMIN, "TOCSIN_RATE_RECORDS_PER_S": "1e9",
+           "TOCSIN_RATE_BURST_RECORDS": "1000000000", "TOCSIN_RATE_REQUESTS_PER_S": "1e6",
+           "TOCSIN_RATE_BURST_REQUESTS": "1000000"}
+    log = open(data / "serve.log", "wb")  # noqa: SIM115 - lives as long as the process
+    p = subprocess.Popen([sys.executable, "-m", "coordinator", "serve", "--data", str(data), "--listen", "127.0.0.1:0"],
+                         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(400):
+        m = re.search(r"listening on (http://\S+)", (data / "serve.log").read_text())
+        if m:
+            return p, m.group(1)
+        time.sleep(0.05)
+    raise RuntimeError((data / "serve.log").read_text())
+
+
+async def register(session: aiohttp.ClientSession, url: str) -> tuple[Any, dict[str, Any]]:
+    async with session.post(url + "/api/v1/invites", headers={"Authorization": f"Bearer {ADMIN}"}) as r:
+        invite = (await r.json())["invite"]
+    key = signing.new_key()
+    body = orjson.dumps({"invite": invite, "public_key": signing.public_key_b64(key), "cc": "KZ", "asn": 9198})
+    async with session.post(url + "/api/v1/register", data=body,
+                            headers=signing.sign_headers(key, "POST", "/api/v1/register", "-", body)) as r:
+        return key, (await r.json())["probe"]
+
+
+def make_batches(probe: dict[str, Any], base: int) -> tuple[list[bytes], list[dict[str, Any]]]:
+    head, batches, records = signing.GENESIS, [], []
+    for b in range(PER_CLIENT // BATCH):
+        items = []
+        for i in range(BATCH):
+            n = base + b * BATCH + i
+            r = make_record(test_name="tcp", test_version="1.0.0", target=f"192.0.2.{n % 250}:443",
+                            start_time=datetime.fromtimestamp(time.time() - 3600 + n / 1000, UTC), runtime_s=0.012,
+                            success=n % 9 != 0, failure=None if n % 9 else "timeout", test_keys={"connect_ms": n % 97 / 3},
+                            probe_id=probe["probe_id"], probe_cc=probe["cc"], probe_asn=probe["asn"],
+                            probe_access=probe["access"], annotations={"target_category": "domestic", "target_cc": "KZ",
+                                                                       "target_group": "g", "vantage": "inside"})
+            raw = canonical_json(r)                      # the agent's wire form: canonical JSON text
+            h = signing.chain_hash_raw(head, raw)
+            items.append({"prev": head, "hash": h, "record": raw.decode()})
+            records.append(r)
+            head = h
+        batches.append(gzip.compress(orjson.dumps({"items": items}), 5))
+    return batches, records
+
+
+async def client(session: aiohttp.ClientSession, url: str, key: Any, pid: str, batches: list[bytes]) -> int:
+    done = 0
+    for body in batches:
+        h = signing.sign_headers(key, "POST", "/api/v1/measurements", pid, body)
+        h["Content-Type"] = "application/gzip"
+        async with session.post(url + "/api/v1/measurements", data=body, headers=h) as r:
+            doc = await r.json()
+            if r.status != 200:
+                raise RuntimeError(f"{r.status} {doc}")
+            done += doc["inserted"]
+    return done
+
+
+async def one_run() -> tuple[float, float]:
+    with tempfile.TemporaryDirectory(prefix="tc-bench-") as tmp:
+        data = Path(tmp) / "coord"
+        data.mkdir()
+        proc, url = start(data)
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CLIENTS)) as s:
+                probes = [await register(s, url) for _ in range(CLIENTS)]
+                work = [make_batches(p, k * PER_CLIENT) for k, (_, p) in enumerate(probes)]
+                t0 = time.perf_counter()
+                counts = await asyncio.gather(*(client(s, url, key, p["probe_id"], w[0])
+                                                for (key, p), w in zip(probes, work, strict=True)))
+                ours = sum(counts) / (time.perf_counter() - t0)
+                assert sum(counts) == CLIENTS * PER_CLIENT
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        # ceiling: the same rows, raw executemany, one transaction, same schema and indexes
+        raw = Path(tmp) / "raw"
+        conn = dbmod.open_writer(raw)
+        rows = [row_from_record(r, time.time()) for w in work for r in w[1]]
+        t0 = time.perf_counter()
+        conn.execute("BEGIN")
+        conn.executemany(_INSERT_SQL, rows)
+        conn.execute("COMMIT")
+        ceiling = len(rows) / (time.perf_counter() - t0)
+        conn.close()
+        assert sqlite3.connect(raw / "tocsin.db").execute("SELECT count(*) FROM measurements").fetchone()[0] == len(rows)
+        return ours, ceiling
+
+
+def main() -> None:
+    results = [asyncio.run(one_run()) for _ in range(RUNS)]
+    ours = statistics.median(r[0] for r in results)
+    ceiling = statistics.median(r[1] for r in results)
+    load = os.getloadavg()
+    print(f"ingest: {CLIENTS} probe clients x {PER_CLIENT} results, batches of {BATCH}, median of {RUNS}; "
+          f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"{'path':<52}{'results/s':>12}")
+    print(f"{'tocsin HTTP ingest (signed gzip batches, committed)':<52}{ours:>12,.0f}")
+    print(f"{'raw sqlite3.executemany, same rows (ceiling)':<52}{ceiling:>12,.0f}")
+    print(f"{'ratio ours / ceiling':<52}{ours / ceiling:>12.2f}")
+    print(f"{'target >= 10,000 results/s':<52}{'met' if ours >= 10000 else 'NOT met':>12}")
+    print("runs:", ", ".join(f"{a:,.0f}/{b:,.0f}" for a, b in results))
+
+
+if __name__ == "__main__":
+    main()
