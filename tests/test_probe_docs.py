@@ -168,3 +168,11 @@ async def test_test_keys_of_real_records_are_documented(web_server: str) -> None
         hops = documented_keys("http") if test in ("throughput", "dns") else set()   # "hops as in the http test"
         missing = found - documented_keys(test) - hops - {"server", "content-type", "content-length", "location"}
         assert not missing, f"{test}: undocumented test keys {sorted(missing)}"
+
+
+def test_record_example_is_valid() -> None:
+    from probe.record import validate
+
+    text = (DOCS / "record.md").read_text()
+    example = text.split("```json", 1)[1].split("```", 1)[0]
+    assert validate(json.loads(example))["test_name"] == "tcp"
