@@ -45,7 +45,8 @@ def hop_addresses(out: Outcome) -> list[str | None]:
 
 @pytest.mark.parametrize("protocol", ["icmp", "udp", "tcp"])
 async def test_many_destinations_exact(path: PathLab, protocol: str) -> None:
-    dests = [PathLab.DST, PathLab.DST2, PathLab.MISSING, PathLab.UNROUTED, *path.targets[1:8]]
+    ends = [PathLab.MISSING, PathLab.UNROUTED] if protocol == "icmp" else []   # slow (ARP): once is enough
+    dests = [PathLab.DST, PathLab.DST2, *ends, *path.targets[1:8]]
     with inside(path.src):
         outs = await traceroute.trace_many(dests, traceroute.TracerouteParams(protocol=protocol, **FAST),  # type: ignore[arg-type]
                                            guard=LAB_GUARD, timeout_s=60)
@@ -57,21 +58,22 @@ async def test_many_destinations_exact(path: PathLab, protocol: str) -> None:
         keys = out.test_keys
         assert keys["destination_reached"] and keys["hop_count"] == 4 and keys["complete"]
         assert keys["last_responding_hop"] == 4 and keys["last_responding_address"] == dest
-        assert keys["protocol"] == protocol and keys["source_address"] == "198.18.10.1"
+        assert keys["protocol"] == protocol and "source_address" not in keys
         assert [h["kind"] for h in keys["hops"]] == ["time_exceeded"] * 3 + ["destination"]
         assert set(keys) == set(traceroute.KEYS)
         assert all(set(h) == set(traceroute.HOP_KEYS) for h in keys["hops"])
     silent = by[PathLab.DST2]
     assert isinstance(silent, Outcome) and silent.success
     assert hop_addresses(silent) == [*PathLab.HOPS_TO_DST2, PathLab.DST2]
-    missing = by[PathLab.MISSING]
-    assert isinstance(missing, Outcome) and missing.failure == "host_unreachable"
-    assert hop_addresses(missing) == [*PathLab.HOPS_TO_DST, "198.18.10.10"]
-    assert missing.test_keys["hops"][-1]["kind"] == "unreachable"
-    assert not missing.test_keys["destination_reached"] and missing.test_keys["last_responding_hop"] == 4
-    unrouted = by[PathLab.UNROUTED]
-    assert isinstance(unrouted, Outcome) and unrouted.failure == "network_unreachable"
-    assert hop_addresses(unrouted) == ["198.18.10.2"]
+    if ends:
+        missing = by[PathLab.MISSING]
+        assert isinstance(missing, Outcome) and missing.failure == "host_unreachable"
+        assert hop_addresses(missing) == [*PathLab.HOPS_TO_DST, "198.18.10.10"]
+        assert missing.test_keys["hops"][-1]["kind"] == "unreachable"
+        assert not missing.test_keys["destination_reached"] and missing.test_keys["last_responding_hop"] == 4
+        unrouted = by[PathLab.UNROUTED]
+        assert isinstance(unrouted, Outcome) and unrouted.failure == "network_unreachable"
+        assert hop_addresses(unrouted) == ["198.18.10.2"]
     # the stop set spared probes: the siblings of DST copied hops 1-2 instead of probing them
     copied = [h["source"] for d in path.targets[1:8] for h in by[d].test_keys["hops"]]  # type: ignore[union-attr]
     assert copied.count("stop_set") >= 2 * 3

@@ -91,6 +91,8 @@ class Trace:
     silent_run: int = 0
     probes_sent: int = 0
     complete: bool = False
+    estimate: int | None = None    # distance estimated from the TTL of the destination's first answer
+    estimate_rechecked: bool = False
 
     @property
     def reached(self) -> bool:
@@ -116,6 +118,8 @@ class Planner:
         self.buckets: dict[str, Bucket] = {}
         self.stop_set: dict[tuple[str, int], str] = {}     # (responder, ttl) -> destination that saw it
         self.prev: dict[tuple[str, int], str] = {}         # (responder at ttl+1, ttl+1) -> responder at ttl
+        self.groups = {d: _group(d) for d in dests}         # destination -> its /24 (/48)
+        self.group_hops: dict[tuple[str, int], str] = {}    # (group, ttl) -> a router seen there
         self.now = now
 
     # --- choosing probes ----------------------------------------------------------------------
@@ -148,18 +152,18 @@ class Planner:
         above = t.hops.get(ttl + 1)
         if above is not None and (above.address, ttl + 1) in self.prev:
             return self.prev[(above.address, ttl + 1)]
-        group = _group(t.dest)
-        for other in self.traces.values():
-            hop = other.hops.get(ttl)
-            if other is not t and hop is not None and hop.kind != DESTINATION and _group(other.dest) == group:
-                return hop.address
-        return f"?{group}:{ttl}"
+        known = self.group_hops.get((self.groups[t.dest], ttl))
+        if known is not None:
+            return known
+        return f"?{self.groups[t.dest]}:{ttl}"
 
     # --- outcomes -----------------------------------------------------------------------------
     def answered(self, dest: str, ttl: int, answer: Answer, now: float) -> None:
         t = self.traces[dest]
+        if ttl in t.hops and t.hops[ttl] is None and t.phase != "distance" and answer.kind != DESTINATION:
+            return self._late(t, ttl, answer)
         if t.phase in ("done", "wait") or ttl != t.next_ttl or (t.phase != "distance" and ttl in t.hops):
-            return  # a late or duplicate answer for a hop already decided
+            return None  # a late or duplicate answer for a hop already decided
         key = self.expected_responder(t, ttl)
         if answer.address != key and not key.startswith("dst:"):
             self.buckets.setdefault(answer.address, Bucket(self.p.responder_pps, self.p.responder_burst,
@@ -167,10 +171,11 @@ class Planner:
         t.in_flight, t.attempts = False, 0
         if t.phase == "distance":
             if answer.kind == DESTINATION:
-                t.phase, t.next_ttl = "down", _estimate_distance(answer.reply_ttl, self.p.max_ttl)
+                t.estimate = _estimate_distance(answer.reply_ttl, self.p.max_ttl)
+                t.phase, t.next_ttl = "down", t.estimate
             else:
                 t.phase, t.next_ttl = "up", 1
-            return
+            return None
         t.hops[ttl] = answer
         below = t.hops.get(ttl - 1)
         if ttl > 1 and below is not None and below.kind != DESTINATION and answer.kind != DESTINATION:
@@ -178,9 +183,21 @@ class Planner:
         above = t.hops.get(ttl + 1)
         if above is not None and answer.kind != DESTINATION:
             self.prev.setdefault((above.address, ttl + 1), answer.address)
-        if self.p.stop_sets and answer.kind == TIME_EXCEEDED:
-            self.stop_set.setdefault((answer.address, ttl), dest)
+        if answer.kind == TIME_EXCEEDED:
+            self.group_hops.setdefault((self.groups[dest], ttl), answer.address)
+            if self.p.stop_sets:
+                self.stop_set.setdefault((answer.address, ttl), dest)
         self._advance(t, ttl, answer)
+        return None
+
+    def _late(self, t: Trace, ttl: int, answer: Answer) -> None:
+        """An answer for a hop already given up as silent (e.g. an unreachable sent after ARP failed)."""
+        t.hops[ttl] = answer
+        if answer.kind == UNREACHABLE and t.dist is None:
+            for k in [k for k in t.hops if k > ttl]:
+                del t.hops[k]
+            t.in_flight = False
+            self._finish(t, dist=None)
 
     def lost(self, dest: str, ttl: int, now: float) -> None:
         """The probe got no answer within ``wait_s``."""
@@ -217,9 +234,16 @@ class Planner:
             t.phase, t.next_ttl, t.silent_run = "up", ttl + 1, 0
             return None
         if t.phase == "up":
+            if reached and t.hops.get(ttl - 1, 0) is None and ttl - 1 == t.estimate and not t.estimate_rechecked:
+                # silence at the estimated distance, then the destination one hop further: that
+                # silence was most likely the destination's own rate limiter; ask again, once
+                t.estimate_rechecked = True
+                del t.hops[ttl - 1]
+                t.phase, t.next_ttl = "down", ttl - 1
+                return None
             if reached:
-                t.dist = ttl
-                return self._back_from(t, ttl - 1)
+                t.dist = min(k for k, h in t.hops.items() if h is not None and h.kind == DESTINATION)
+                return self._back_from(t, t.dist - 1)
             if answer is not None and answer.kind == UNREACHABLE:
                 return self._finish(t, dist=None)
             t.silent_run = t.silent_run + 1 if answer is None else 0

@@ -38,21 +38,24 @@ _PAYLOAD = b"tocsin-paris-trace"
 class TraceSockets:
     send: socket.socket
     receivers: list[socket.socket]
-    source: str
+    sources: dict[str, str]       # destination -> the local address the kernel uses towards it
 
     def close(self) -> None:
         for s in (self.send, *self.receivers):
             s.close()
 
 
-def source_address(dest: str) -> str:
-    """The local address the kernel would use towards ``dest`` (no packet is sent)."""
+def source_address(dest: str) -> str | None:
+    """The local address the kernel would use towards ``dest`` (no packet is sent); None: no route."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect((dest, UDP_PORT))
+        try:
+            s.connect((dest, UDP_PORT))
+        except OSError:
+            return None
         return str(s.getsockname()[0])
 
 
-def open_sockets(protocol: str, first_dest: str) -> TraceSockets:
+def open_sockets(protocol: str, dests: list[str]) -> TraceSockets:
     """Raw sockets for one run; needs CAP_NET_RAW (PermissionError otherwise)."""
     send = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     receivers = [socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)]
@@ -62,7 +65,8 @@ def open_sockets(protocol: str, first_dest: str) -> TraceSockets:
         r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
         r.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         r.setblocking(False)
-    return TraceSockets(send, receivers, source_address(first_dest))
+    sources = {d: source_address(d) for d in dests}
+    return TraceSockets(send, receivers, {d: a for d, a in sources.items() if a is not None})
 
 
 def flow_port(dest: str) -> int:
@@ -155,7 +159,7 @@ def run_traces(socks: TraceSockets, dests: list[str], protocol: str, plan: PlanP
             pace(len(ready))
         for dest, ttl in ready:
             next_pid = next_pid % 65535 + 1
-            packet = build_probe(protocol, socks.source, dest, ttl, next_pid, dport)
+            packet = build_probe(protocol, socks.sources[dest], dest, ttl, next_pid, dport)
             sent_ns = time.time_ns()
             socks.send.sendto(packet, (dest, 0))
             probes[next_pid] = (dest, ttl, sent_ns)

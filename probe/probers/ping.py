@@ -26,6 +26,7 @@ FAMILIES = ("auto", "ipv4", "ipv6")
 SOCKET_MODES = ("auto", "raw", "datagram")
 KEYS = ("resolved_address", "family", "socket_mode", "packets", "sent", "received", "loss_pct",
         "min_rtt_ms", "median_rtt_ms", "mean_rtt_ms", "max_rtt_ms", "stddev_rtt_ms", "jitter_ms")
+FAILURES_USED = ("timeout", "host_unreachable", "network_unreachable", "dns_nxdomain", "dns_no_answer")
 PACKET_KEYS = ("seq", "rtt_ms", "ttl", "failure", "icmp_type", "icmp_code", "responder")
 
 

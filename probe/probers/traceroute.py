@@ -22,8 +22,9 @@ NAME = "traceroute"
 VERSION = "1.0.0"
 
 PROTOCOLS = ("icmp", "udp", "tcp")
-KEYS = ("protocol", "resolved_address", "source_address", "dst_port", "hops", "hop_count",
+KEYS = ("protocol", "resolved_address", "dst_port", "hops", "hop_count",
         "last_responding_hop", "last_responding_address", "destination_reached", "complete", "probes_sent")
+FAILURES_USED = ("timeout", "host_unreachable", "network_unreachable", "dns_nxdomain")
 HOP_KEYS = ("ttl", "address", "rtt_ms", "icmp_type", "icmp_code", "kind", "source")
 NEEDS_RAW = ("traceroute needs raw sockets (CAP_NET_RAW): run the probe as root or "
              "setcap cap_net_raw+ep $(readlink -f $(which python3))")
@@ -104,7 +105,7 @@ async def trace_many(targets: Sequence[str], params: TracerouteParams, *, guard:
     if addresses:
         dests = list(addresses)
         try:
-            socks = tracer.open_sockets(params.protocol, dests[0])   # on this thread: this namespace
+            socks = tracer.open_sockets(params.protocol, dests)   # on this thread: this namespace
         except PermissionError as exc:
             raise TestCannotRun(NEEDS_RAW) from exc
         loop = asyncio.get_running_loop()
@@ -117,18 +118,27 @@ async def trace_many(targets: Sequence[str], params: TracerouteParams, *, guard:
                           responder_burst=float(params.responder_burst), stop_sets=params.stop_sets)
         try:
             planner, _counters = await loop.run_in_executor(
-                None, lambda: tracer.run_traces(socks, dests, params.protocol, plan, dport=params.port,
+                None, lambda: tracer.run_traces(socks, list(socks.sources), params.protocol, plan, dport=params.port,
                                                 pps=params.pps, deadline_s=max(0.1, timeout_s - 0.2), pace=pace))
         finally:
             socks.close()
         for dest, indexes in addresses.items():
-            outcome = _outcome(planner, dest, params, socks.source)
+            outcome = _outcome(planner, dest, params) if dest in socks.sources else _no_route(dest, params)
             for i in indexes:
                 out[i] = outcome
     return [o if o is not None else TestCannotRun("not traced") for o in out]
 
 
-def _outcome(planner: Any, dest: str, params: TracerouteParams, source: str) -> Outcome:
+def _no_route(dest: str, params: TracerouteParams) -> Outcome:
+    """The probe's own stack has no route to ``dest``: nothing was sent."""
+    keys: dict[str, Any] = {
+        "protocol": params.protocol, "resolved_address": dest, "dst_port": params.port or None, "hops": [],
+        "hop_count": None, "last_responding_hop": None, "last_responding_address": None,
+        "destination_reached": False, "complete": True, "probes_sent": 0}
+    return Outcome(keys, False, "network_unreachable")
+
+
+def _outcome(planner: Any, dest: str, params: TracerouteParams) -> Outcome:
     trace = planner.traces[dest]
     hops = []
     for ttl, hop in planner.hop_list(dest):
@@ -143,7 +153,6 @@ def _outcome(planner: Any, dest: str, params: TracerouteParams, source: str) -> 
     keys = {
         "protocol": params.protocol,
         "resolved_address": dest,
-        "source_address": source,
         "dst_port": params.port or None,
         "hops": hops,
         "hop_count": trace.dist,
