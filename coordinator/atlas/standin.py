@@ -176,7 +176,8 @@ async def faults(request: web.Request, handler: Any) -> web.StreamResponse:
     app = request.app
     status = 0
     if request.path.startswith("/api/"):
-        for fault in list(app[FAULTS]):
+        injected = app[FAULTS]
+        for fault in list(injected):
             if request.path.startswith(fault.get("path", "/api/")) and fault["count"] > 0:
                 fault["count"] -= 1
                 if fault.get("delay_s"):
@@ -204,7 +205,8 @@ async def control(request: web.Request) -> web.Response:
     if action == "fail":
         app[FAULTS].append({"count": 1, **body})
     elif action == "drop":
-        for ws in list(app[SOCKETS]):
+        sockets = app[SOCKETS]
+        for ws in list(sockets):
             await ws.close()
     elif action == "reload":
         return web.json_response({"events": app[STATE].reload_probes(force=True)})
@@ -247,7 +249,8 @@ def make_app(samples: Path, probes_file: Path | None = None, *, poll_s: float = 
         task = asyncio.create_task(_watch(app, poll_s, result_interval_s))
         yield
         task.cancel()
-        for ws in list(app[SOCKETS]):
+        sockets = app[SOCKETS]
+        for ws in list(sockets):
             await ws.close()
 
     if probes_file is not None:
