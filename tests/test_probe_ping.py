@@ -177,15 +177,17 @@ async def test_datagram_mode_errors_and_ttl(path: PathLab) -> None:
 
 
 def test_golden_record(path: PathLab) -> None:
+    """The record of the known lab path, made by the real runner, against tests/golden/."""
     import asyncio
-    from datetime import UTC, datetime
 
-    from probe.record import make_record
+    from probe.runner import run_test
 
-    out = asyncio.run(_ping(path, PathLab.DST))
-    record = make_record(test_name=ping.NAME, test_version=ping.VERSION, target=PathLab.DST,
-                         start_time=datetime.now(UTC), runtime_s=0.2, success=out.success,
-                         failure=out.failure, test_keys=out.test_keys)
+    async def measure() -> dict[str, object]:
+        with inside(path.src):
+            return await run_test("ping", PathLab.DST, {"count": 3, "interval_s": 0.05, "timeout_s": 1.0},
+                                  guard=LAB_GUARD)
+
+    record = asyncio.run(measure())
     golden_file = Path(__file__).parent / "golden" / "ping_lab_path.json"
     if os.environ.get("TOCSIN_UPDATE_GOLDEN") == "1":
         golden_file.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,6 @@ from probe.config import ProbeConfig
 from probe.guard import Guard
 from probe.probers import traceroute
 from probe.probers.base import Context, Outcome, TargetForbidden
-from probe.record import make_record
 from tests.netns import REPO, Lab, PathLab, inside, is_root
 
 pytestmark = pytest.mark.netns
@@ -102,17 +100,16 @@ def test_import_does_not_import_scapy() -> None:
 
 
 def test_golden_record(path: PathLab) -> None:
+    """The record of the known lab path (through the silent hop), made by the real runner."""
     import asyncio
 
-    async def trace() -> Outcome:
-        with inside(path.src):
-            return await traceroute.run(PathLab.DST2, traceroute.TracerouteParams(**FAST),  # type: ignore[arg-type]
-                                        Context(guard=LAB_GUARD, timeout_s=30))
+    from probe.runner import run_test
 
-    out = asyncio.run(trace())
-    record = make_record(test_name=traceroute.NAME, test_version=traceroute.VERSION, target=PathLab.DST2,
-                         start_time=datetime.now(UTC), runtime_s=1.0, success=out.success, failure=out.failure,
-                         test_keys=out.test_keys)
+    async def trace() -> dict[str, object]:
+        with inside(path.src):
+            return await run_test("traceroute", PathLab.DST2, FAST, guard=LAB_GUARD, timeout_s=30)
+
+    record = asyncio.run(trace())
     golden_file = Path(__file__).parent / "golden" / "traceroute_lab_path.json"
     if os.environ.get("TOCSIN_UPDATE_GOLDEN") == "1":
         golden_file.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")

@@ -14,13 +14,14 @@ import socket
 import statistics
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from probe.probers.base import Context, Guard, Outcome, ParamsError, TestCannotRun
 
 NAME = "ping"
 VERSION = "1.0.0"
+DEFAULT_TIMEOUT_S = 30.0
 
 FAMILIES = ("auto", "ipv4", "ipv6")
 SOCKET_MODES = ("auto", "raw", "datagram")
@@ -32,12 +33,12 @@ PACKET_KEYS = ("seq", "rtt_ms", "ttl", "failure", "icmp_type", "icmp_code", "res
 
 @dataclass(frozen=True)
 class PingParams:
-    count: int = 5                 # echo requests to send (1-100)
-    interval_s: float = 1.0        # between requests (0.01-60)
-    timeout_s: float = 2.0         # wait for each reply (0.05-30)
-    size_bytes: int = 56           # ICMP payload bytes (16-1452)
-    family: str = "auto"           # auto (first address the name resolves to), ipv4 or ipv6
-    socket_mode: str = "auto"      # auto (raw if allowed, else datagram), raw or datagram
+    count: int = field(default=5, metadata={"help": "echo requests to send (1-100)"})
+    interval_s: float = field(default=1.0, metadata={"help": "seconds between requests (0.01-60)"})
+    timeout_s: float = field(default=2.0, metadata={"help": "seconds to wait for each reply (0.05-30)"})
+    size_bytes: int = field(default=56, metadata={"help": "ICMP payload bytes (16-1452)"})
+    family: str = field(default="auto", metadata={"help": "auto (first address of the name), ipv4 or ipv6"})
+    socket_mode: str = field(default="auto", metadata={"help": "auto (raw if allowed, else datagram), raw or datagram"})
 
     def __post_init__(self) -> None:
         _check_number("count", self.count, 1, 100, integer=True)

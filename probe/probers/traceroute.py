@@ -13,13 +13,14 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from probe.probers.base import Context, Guard, Outcome, ParamsError, TestCannotRun
 
 NAME = "traceroute"
 VERSION = "1.0.0"
+DEFAULT_TIMEOUT_S = 120.0
 
 PROTOCOLS = ("icmp", "udp", "tcp")
 KEYS = ("protocol", "resolved_address", "dst_port", "hops", "hop_count",
@@ -32,16 +33,16 @@ NEEDS_RAW = ("traceroute needs raw sockets (CAP_NET_RAW): run the probe as root 
 
 @dataclass(frozen=True)
 class TracerouteParams:
-    protocol: str = "icmp"          # icmp (echo), udp or tcp (SYN)
-    dst_port: int = 0               # udp/tcp destination port; 0 = 33434 for udp, 80 for tcp
-    max_ttl: int = 30               # highest TTL probed (1-64)
-    attempts: int = 3               # probes per hop before it counts as silent (1-10)
-    wait_s: float = 1.0             # wait for an answer to one probe (0.05-10)
-    gap_limit: int = 3              # silent hops in a row that end a trace that never reached its target (1-10)
-    responder_pps: float = 1.0      # probes per second per expected responder after the burst (0.1-100)
-    responder_burst: int = 5        # probes a responder may get at once (1-100)
-    pps: float = 200.0              # all probes of the run, per second (1-10000)
-    stop_sets: bool = True          # Doubletree: stop at hops already known from other destinations
+    protocol: str = field(default="icmp", metadata={"help": "icmp (echo), udp or tcp (SYN)"})
+    dst_port: int = field(default=0, metadata={"help": "udp/tcp destination port; 0 = 33434 for udp, 80 for tcp"})
+    max_ttl: int = field(default=30, metadata={"help": "highest TTL probed (1-64)"})
+    attempts: int = field(default=3, metadata={"help": "probes per hop before it counts as silent (1-10)"})
+    wait_s: float = field(default=1.0, metadata={"help": "wait for an answer to one probe (0.05-10)"})
+    gap_limit: int = field(default=3, metadata={"help": "silent hops in a row that end a trace that never reached its target (1-10)"})
+    responder_pps: float = field(default=1.0, metadata={"help": "probes per second per expected responder after the burst (0.1-100)"})
+    responder_burst: int = field(default=5, metadata={"help": "probes a responder may get at once (1-100)"})
+    pps: float = field(default=200.0, metadata={"help": "all probes of the run, per second (1-10000)"})
+    stop_sets: bool = field(default=True, metadata={"help": "Doubletree: stop at hops already known from other destinations"})
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
