@@ -90,7 +90,7 @@ def test_cli_options_and_exit_codes_are_documented() -> None:
         body = section(text, f"`{command}`")
         assert f"python -m probe {command}" in body
         for action in parser._actions:
-            for flag in action.option_strings or [action.metavar or action.dest]:
+            for flag in action.option_strings or [str(action.metavar or action.dest)]:
                 if flag not in ("-h", "--help"):
                     assert f"`{flag}" in body or f"{flag}`" in body, f"{command} {flag} undocumented"
     codes = rows(section(text, "`measure`").split("### Exit codes")[1])
