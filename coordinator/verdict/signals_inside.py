@@ -1,0 +1,82 @@
+"""Liveness from heartbeats, and the Atlas signals seen at one moment.
+
+A probe is *silent* at time ``h`` when neither a schedule poll nor a measurement of it falls in
+the last ``silence_factor`` x its median poll spacing, *and* the coordinator was demonstrably
+listening all that time (some probe, anywhere, polled throughout).  A gap in everyone's polls is
+a coordinator (or data) gap, never an outage.  Times are heartbeat and measurement times only.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Mapping, Sequence
+
+from coordinator.signals import Signal
+from coordinator.verdict.observations import heartbeat_spacing
+
+
+class Liveness:
+    def __init__(self, beats: Mapping[str, list[float]], activity: Mapping[str, list[float]], interval: float,
+                 silence_factor: float) -> None:
+        self.beats = {p: sorted(ts) for p, ts in beats.items()}
+        spacing = heartbeat_spacing(self.beats)
+        self.gap = {p: silence_factor * spacing.get(p, interval) for p in set(self.beats) | set(activity)}
+        # every moment the probe showed itself: polls and measurement start times
+        self.seen: dict[str, list[float]] = {}
+        for p in set(self.beats) | set(activity):
+            self.seen[p] = sorted([*self.beats.get(p, []), *activity.get(p, [])])
+        allbeats = sorted(t for ts in self.beats.values() for t in ts)
+        self.all = allbeats
+        med = sorted(spacing.values())[len(spacing) // 2] if spacing else interval
+        self.global_gap = 1.5 * med
+        # spans during which nobody polled: the coordinator (or our data) was away
+        self.dark_spans = [(a, b) for a, b in itertools.pairwise(allbeats) if b - a > self.global_gap]
+
+    def coordinator_listening(self, a: float, b: float) -> bool:
+        """Polls arrived throughout [a, b] (from any probe)."""
+        if not self.all:
+            return False
+        i = bisect.bisect_right(self.all, b)
+        if i == 0 or self.all[i - 1] < b - self.global_gap or self.all[0] > a:
+            return False
+        return not any(x < b and y > a for x, y in self.dark_spans)
+
+    def last_seen(self, probe: str, h: float) -> float | None:
+        ts = self.seen.get(probe, [])
+        i = bisect.bisect_right(ts, h)
+        return ts[i - 1] if i else None
+
+    def status(self, probe: str, h: float) -> str:
+        """``alive``, ``silent`` or ``unknown`` at time h."""
+        if probe not in self.beats:
+            return "unknown"
+        last = self.last_seen(probe, h)
+        if last is None:
+            return "unknown"
+        gap = self.gap[probe]
+        if last > h - gap:
+            return "alive"
+        return "silent" if self.coordinator_listening(h - gap, h) else "unknown"
+
+    def seen_between(self, probe: str, a: float, b: float) -> bool:
+        ts = self.seen.get(probe, [])
+        i = bisect.bisect_left(ts, a)
+        return i < len(ts) and ts[i] <= b
+
+
+def atlas_down(signals: Sequence[Signal], h: float) -> list[Signal]:
+    return [sg for sg in signals if sg.state == "down" and sg.start_ts <= h <= sg.end_ts]
+
+
+def atlas_for(active: Sequence[Signal], cc: str, asns: set[int] | None = None) -> set[str]:
+    """Atlas signal classes that say down for country cc (asns None) or for any of asns."""
+    out = set()
+    for sg in active:
+        if asns is None:
+            if (sg.scope_type == "country" and sg.scope == cc) or (sg.scope_type == "country" and sg.cc == cc):
+                out.add(sg.signal_class)
+        elif sg.asn in asns or (sg.scope_type == "asn" and sg.scope.removeprefix("AS").isdigit()
+                                and int(sg.scope.removeprefix("AS")) in asns):
+            out.add(sg.signal_class)
+    return out
