@@ -120,8 +120,16 @@ def add_campaign(lab: Lab, sc: Scenario) -> str:
 def register_probes(lab: Lab) -> dict[str, str]:
     """Invite and register every probe of the topology (in parallel); returns name -> probe id."""
     data = data_dir(lab)
-    tokens = {p.name: _cli(["-m", "coordinator", "invite", "--data", str(data), "--note", f"lab {p.name}"]).strip()
-              for p in lab.topo.probes}
+    env = {"PYTHONPATH": str(netns.REPO), "PATH": "/usr/sbin:/usr/bin:/bin"}
+    inviting = {p.name: subprocess.Popen([sys.executable, "-m", "coordinator", "invite", "--data", str(data), "--note",
+                                          f"lab {p.name}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                         cwd=str(netns.REPO), env=env) for p in lab.topo.probes}
+    tokens = {}
+    for name, popen in inviting.items():
+        out, err = popen.communicate(timeout=60)
+        if popen.returncode != 0:
+            raise netns.LabError(f"coordinator invite for {name}: exit {popen.returncode}: {err.strip()[-500:]}")
+        tokens[name] = out.strip()
     running = {}
     for p in lab.topo.probes:
         node = lab.topo.node(p.node)
@@ -133,8 +141,7 @@ def register_probes(lab: Lab) -> dict[str, str]:
                 "--coordinator", coordinator_url(lab), "--invite", tokens[p.name], "--state", str(state),
                 "--cc", node.cc, "--asn", str(node.asn), "--access", node.access or "fixed", "--name", p.name]
         running[p.name] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                           cwd=str(netns.REPO), env={"PYTHONPATH": str(netns.REPO),
-                                                                     "PATH": "/usr/sbin:/usr/bin:/bin"})
+                                           cwd=str(netns.REPO), env=env)
     ids = {}
     for name, popen in running.items():
         out, err = popen.communicate(timeout=60)

@@ -91,12 +91,19 @@ class Procs:
             proc.popen.wait(5)
         self._record()
 
-    def stop_all(self) -> None:
-        for name in list(self.by_name):
-            if self.by_name[name].alive():
-                netns.kill_pid(self.by_name[name].pid, self.by_name[name].start, signal.SIGTERM)
-        for name in list(self.by_name):
-            self.stop(name, timeout_s=5.0)
+    def stop_all(self, grace_s: float = 3.0) -> None:
+        """SIGTERM to every live process at once, SIGKILL whatever is left after ``grace_s``."""
+        live = [p for p in self.by_name.values() if p.alive()]
+        for p in live:
+            netns.kill_pid(p.pid, p.start, signal.SIGTERM)
+        for pid in netns.wait_gone([p.pid for p in live], grace_s):
+            netns.kill_pid(pid, None, signal.SIGKILL)
+        for p in live:
+            try:
+                p.popen.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        self._record()
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         try:

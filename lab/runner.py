@@ -96,6 +96,7 @@ class Run:
     # --- the run ----------------------------------------------------------------------------
     def setup(self) -> None:
         lab = self.lab
+        started = time.monotonic()
         lab.up()
         problems = lab.verify_guard()
         if problems:
@@ -126,7 +127,8 @@ class Run:
             self.commands[f"probe-{p.name}"] = (lab.ns(p.node), ["probe", "run", "--state",
                                                                  str(deploy.probe_state(lab, p.name))])
             self.start(f"probe-{p.name}")
-        self.say(f"{len(ids)} probes registered and running: {', '.join(sorted(ids))}")
+        self.say(f"{len(ids)} probes registered and running: {', '.join(sorted(ids))} "
+                 f"(set-up {time.monotonic() - started:.1f} s)")
 
     def _idle(self, until: float) -> None:
         while True:
