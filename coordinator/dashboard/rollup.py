@@ -14,14 +14,22 @@ MAX_BUCKETS = 1500
 CHUNK_ROWS = 50_000
 THROUGHPUT_KEY = "$.throughput_bps"
 
-_UPSERT = f"""
-INSERT INTO dashboard_rollup (bucket_s, cc, bucket_ts, asn, access, test_name, n, ok, tput_n, tput_sum)
-SELECT :level, coalesce(probe_cc, ''), CAST(start_ts / :level AS INTEGER) * :level, coalesce(probe_asn, 0),
+# One pass over the new measurements into finest-level buckets, then every level from those.
+_CHUNK = f"""
+INSERT INTO temp.dashboard_chunk
+SELECT coalesce(probe_cc, ''), CAST(start_ts / {LEVELS[0]} AS INTEGER) * {LEVELS[0]}, coalesce(probe_asn, 0),
        coalesce(probe_access, ''), test_name, count(*), sum(success),
        sum(CASE WHEN test_name = 'throughput' AND json_extract(test_keys, '{THROUGHPUT_KEY}') IS NOT NULL THEN 1 ELSE 0 END),
        coalesce(sum(CASE WHEN test_name = 'throughput' THEN json_extract(test_keys, '{THROUGHPUT_KEY}') END), 0)
 FROM measurements WHERE seq > :lo AND seq <= :hi
-GROUP BY 2, 3, 4, 5, 6
+GROUP BY 1, 2, 3, 4, 5
+"""
+_UPSERT = """
+INSERT INTO dashboard_rollup (bucket_s, cc, bucket_ts, asn, access, test_name, n, ok, tput_n, tput_sum)
+SELECT :level, cc, CAST(bucket_ts / :level AS INTEGER) * :level, asn, access, test_name, sum(n), sum(ok), sum(tput_n),
+       sum(tput_sum)
+FROM temp.dashboard_chunk WHERE true
+GROUP BY 1, 2, 3, 4, 5, 6
 ON CONFLICT (bucket_s, cc, bucket_ts, asn, access, test_name) DO UPDATE SET
     n = n + excluded.n, ok = ok + excluded.ok, tput_n = tput_n + excluded.tput_n, tput_sum = tput_sum + excluded.tput_sum
 """
@@ -39,8 +47,12 @@ def refresh(conn: sqlite3.Connection, max_chunks: int = 1000) -> int:
             if hi <= lo:
                 conn.execute("COMMIT")
                 return done
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS dashboard_chunk (cc TEXT, bucket_ts REAL, asn INTEGER,"
+                         " access TEXT, test_name TEXT, n INTEGER, ok INTEGER, tput_n INTEGER, tput_sum REAL)")
+            conn.execute("DELETE FROM temp.dashboard_chunk")
+            conn.execute(_CHUNK, {"lo": lo, "hi": hi})
             for level in LEVELS:
-                conn.execute(_UPSERT, {"level": level, "lo": lo, "hi": hi})
+                conn.execute(_UPSERT, {"level": level})
             conn.execute("UPDATE dashboard_rollup_cursor SET last_seq = ? WHERE id = 1", (hi,))
             conn.execute("COMMIT")
         except BaseException:
