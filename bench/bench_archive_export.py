@@ -47,7 +47,7 @@ def make_db(workdir: Path, copies: int) -> Path:
     if marker.exists():
         return data
     conn = dbmod.open_writer(data)
-    base = conn.execute("SELECT count(*) FROM measurements WHERE measurement_id NOT LIKE '%-c%'").fetchone()[0]
+    base = conn.execute("SELECT count(*) FROM measurements WHERE length(measurement_id) = 36").fetchone()[0]
     if base != BASE_ROWS:
         conn.close()
         shutil.rmtree(data, ignore_errors=True)
