@@ -62,9 +62,16 @@ def store_items(conn: sqlite3.Connection, items: list[Any], counts: Counts) -> N
             counts.add(storage.store_results(conn, by_kind["result"], probes=probes, target_cc=targets.get))
 
 
+def _holds_probes(path: Path) -> bool:
+    for item in iter_items(path, Counts()):
+        return storage.kind_of(item) == "probe"
+    return False
+
+
 def import_paths(conn: sqlite3.Connection, paths: list[Path], batch: int = BATCH) -> Counts:
+    """Import ``paths``; files of probe objects go first so results get their probes' country/ASN."""
     counts = Counts()
-    for path in paths:
+    for path in sorted(paths, key=lambda p: not _holds_probes(p)):
         pending: list[Any] = []
         for item in iter_items(path, counts):
             pending.append(item)

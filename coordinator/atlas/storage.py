@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from coordinator.atlas.normalize import ProbeInfo, TargetCountry, normalize
+from coordinator.atlas.normalize import ProbeInfo, TargetCountry, measurement_id_for, normalize
 from coordinator.atlas.parse import MalformedResult
 from coordinator.store import insert_measurements
 
@@ -72,7 +72,19 @@ def store_results(conn: sqlite3.Connection, raws: Iterable[dict[str, Any]], *,
     out = Counts()
     records: list[dict[str, Any]] = []
     raw_rows: list[tuple[Any, ...]] = []
+    raws = list(raws)
+    stored = _stored_raw(conn, raws)
     for raw in raws:
+        mid = _mid(raw)
+        if mid is not None and mid in stored:
+            # The result is already stored: the same Atlas result is a duplicate even when the probe
+            # metadata known now would enrich its record differently; other content is a conflict.
+            if orjson.loads(stored[mid]) == raw:
+                out.duplicates += 1
+            else:
+                out.bad(f"conflict: measurement_id {mid} is already stored with a different Atlas result")
+            continue
+        text = orjson.dumps(raw).decode()  # before parsing: sagan may alter what it parses
         try:
             rec = normalize(raw, probes=probes, target_cc=target_cc)
         except MalformedResult as exc:
@@ -80,7 +92,7 @@ def store_results(conn: sqlite3.Connection, raws: Iterable[dict[str, Any]], *,
             continue
         records.append(rec)
         raw_rows.append((rec["measurement_id"], raw["msm_id"], raw["prb_id"], raw["timestamp"],
-                         rec["test_name"], orjson.dumps(raw).decode()))
+                         rec["test_name"], text))
     if not records:
         return out
     outcome = insert_measurements(conn, records)
@@ -99,6 +111,23 @@ def store_results(conn: sqlite3.Connection, raws: Iterable[dict[str, Any]], *,
         conn.execute("ROLLBACK")
         raise
     return out
+
+
+def _mid(raw: Any) -> str | None:
+    try:
+        return measurement_id_for(raw["msm_id"], raw["prb_id"], raw["timestamp"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _stored_raw(conn: sqlite3.Connection, raws: list[Any]) -> dict[str, str]:
+    ids = [m for m in (_mid(r) for r in raws) if m is not None]
+    found: dict[str, str] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        q = f"SELECT measurement_id, raw FROM atlas_raw WHERE measurement_id IN ({','.join('?' * len(chunk))})"
+        found.update(conn.execute(q, chunk).fetchall())
+    return found
 
 
 def event_row(item: dict[str, Any], probes: Mapping[int, ProbeInfo] | None = None) -> tuple[Any, ...]:

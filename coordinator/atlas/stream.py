@@ -34,6 +34,8 @@ Handler = Callable[[str, list[dict[str, Any]]], None]
 class ResumingStream(AtlasStream):
     """cousteau's stream with a CA bundle, a connect timeout and one connect attempt per call."""
 
+    ws: websocket.WebSocket | None
+
     def __init__(self, url: str, ca_file: str = "", timeout_s: float = 10.0):
         parts = urlsplit(url)
         super().__init__(base_url=f"{parts.scheme}://{parts.netloc}", path=parts.path or "/stream/")

@@ -1,0 +1,102 @@
+"""``python -m coordinator atlas import``: files of results, connection events and probes; idempotent."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coordinator.__main__ import main
+from coordinator.atlas import standin
+from coordinator.db import db_path
+from coordinator.store import record_from_row
+
+SAMPLES = standin.default_samples()
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
+    rc = main(list(argv))
+    out = capsys.readouterr().out.strip().splitlines()
+    return rc, json.loads(out[-1]) if out else {}
+
+
+def lines(kind: str) -> list[str]:
+    return (SAMPLES / f"{kind}.jsonl").read_text().splitlines()
+
+
+def test_import_is_idempotent_and_counts_bad_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    ping = tmp_path / "ping.jsonl"
+    ping.write_text("\n".join([*lines("ping"), "{not json", '"a string"', '{"type": "ntp"}', ""]) + "\n")
+    trace = tmp_path / "trace.json"          # a JSON array file
+    trace.write_text("[" + ",".join(lines("traceroute")) + "]")
+    rc, first = run(capsys, "atlas", "import", "--data", str(data), str(ping), str(trace))
+    assert rc == 0
+    assert first["inserted"] == 32 + 37 and first["duplicates"] == 0 and first["malformed"] == 3
+    assert first["reasons"] == {"line 33: not valid JSON": 1,
+                                "not an Atlas result, connection event or probe object": 2}
+    rc, again = run(capsys, "atlas", "import", "--data", str(data), str(ping), str(trace))
+    assert again["inserted"] == 0 and again["duplicates"] == 69 and again["malformed"] == 3
+    conn = sqlite3.connect(db_path(data))
+    conn.row_factory = sqlite3.Row
+    assert conn.execute("SELECT COUNT(*) FROM measurements WHERE source = 'atlas'").fetchone()[0] == 69
+    raws = {r["measurement_id"]: json.loads(r["raw"]) for r in conn.execute("SELECT * FROM atlas_raw")}
+    originals = [json.loads(x) for x in lines("ping") + lines("traceroute")]
+    assert sorted(map(json.dumps, raws.values())) == sorted(map(json.dumps, originals))
+    row = conn.execute("SELECT * FROM measurements LIMIT 1").fetchone()
+    assert record_from_row(row)["test_keys"]["type"] in ("ping", "traceroute")
+
+
+def test_connection_events_and_probe_metadata(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    probes = tmp_path / "probes.jsonl"
+    probes.write_text("\n".join(lines("probes")) + "\n")
+    first = json.loads(lines("probes")[0])
+    events = tmp_path / "events.json"
+    evs = [{"msm_id": 7000, "timestamp": 1453256500 + i, "prb_id": first["id"], "asn": first["asn_v4"],
+            "prefix": first["prefix_v4"], "type": "connection", "event": "disconnect" if i % 2 else "connect"}
+           for i in range(10)]
+    evs.append({"msm_id": 7000, "timestamp": "x", "prb_id": 1, "type": "connection", "event": "connect"})
+    events.write_text(json.dumps(evs))
+    results = tmp_path / "results.jsonl"
+    results.write_text("\n".join(lines("ping") + lines("dns")) + "\n")
+    # results first on the command line: the probe file is still imported first
+    rc, out = run(capsys, "atlas", "import", "--data", str(data), str(results), str(events), str(probes))
+    assert rc == 0 and out["probes"] == 24 and out["events_inserted"] == 10 and out["malformed"] == 2
+    assert "connection event: prb_id and timestamp must be numbers" in out["reasons"]
+    # two dns samples (edited sagan fixtures) share msm, probe and time but differ: a conflict, reported
+    assert any(r.startswith("conflict: measurement_id atlas-1020268-96-") for r in out["reasons"])
+    rc, out = run(capsys, "atlas", "import", "--data", str(data), str(events))
+    assert out["events_inserted"] == 0 and out["events_duplicates"] == 10
+    conn = sqlite3.connect(db_path(data))
+    assert conn.execute("SELECT DISTINCT cc, asn FROM atlas_connection_events").fetchall() == [
+        (first["country_code"], first["asn_v4"])]
+    known = {json.loads(p)["id"]: json.loads(p)["country_code"] for p in lines("probes")}
+    rows = conn.execute("SELECT probe_id, probe_cc FROM measurements WHERE probe_cc IS NOT NULL").fetchall()
+    assert rows and all(known[int(pid.split(":")[1])] == cc for pid, cc in rows)
+
+
+def test_target_country_annotations(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    run(capsys, "atlas", "import", "--data", str(data), str(SAMPLES / "probes.jsonl"))
+    conn = sqlite3.connect(db_path(data))
+    raw = json.loads(lines("ping")[2])
+    spec = {"targets": [{"name": raw["dst_name"], "address": raw["dst_addr"], "cc": "CH", "category": "domestic",
+                         "group": "g", "tests": ["ping"]}]}
+    conn.execute("INSERT INTO campaigns (campaign_id, name, spec, created_ts) VALUES ('c1', 'c', ?, ?)",
+                 (json.dumps(spec), time.time()))
+    conn.commit()
+    f = tmp_path / "one.jsonl"
+    f.write_text(lines("ping")[2] + "\n")
+    run(capsys, "atlas", "import", "--data", str(data), str(f))
+    ann = json.loads(conn.execute("SELECT annotations FROM measurements").fetchone()[0])
+    assert ann["target_cc"] == "CH" and ann["atlas_msm_id"] == str(raw["msm_id"])
+
+
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["atlas", "import", "--data", str(tmp_path), str(tmp_path / "nope.json")]) == 2
+    assert "no such file" in capsys.readouterr().err
