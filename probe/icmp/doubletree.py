@@ -207,9 +207,10 @@ class Planner:
         t.in_flight = False
         self.buckets.setdefault(self.expected_responder(t, ttl),
                                 Bucket(self.p.responder_pps, self.p.responder_burst, now)).empty(now)
-        # The probe at the estimated distance expects the destination, which is known to answer:
-        # silence there is most likely its rate limiter, so it gets twice the attempts.
-        expecting_destination = t.phase == "down" and not t.hops
+        # Probes that expect the destination itself (the distance probe; the probe at the estimated
+        # distance, after the destination answered once) get twice the attempts: a destination
+        # that answers with an ICMP error (udp) is rate-limited like a router.
+        expecting_destination = t.phase == "distance" or (t.phase == "down" and not t.hops)
         if t.attempts < self.p.attempts * (2 if expecting_destination else 1):
             return
         t.attempts = 0
