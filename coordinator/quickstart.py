@@ -22,6 +22,7 @@ DEFAULT_CAMPAIGN: dict[str, Any] = {
     "lists": ["kz", "international", "controls"],
     "tests": [{"name": "dns", "params": {}}, {"name": "tcp", "params": {}}, {"name": "http", "params": {}}],
     "interval_s": 300,
+    "timeout_s": 30,
 }
 
 
