@@ -57,10 +57,11 @@ def spent_24h(conn: sqlite3.Connection, now: float) -> float:
     return float(row[0])
 
 
-def outside_probe_ids(conn: sqlite3.Connection, cc: str, n: int) -> list[int]:
-    rows = conn.execute("SELECT prb_id FROM atlas_probes WHERE cc IS NOT NULL AND cc != ? AND "
-                        "(status IS NULL OR status = 'Connected') ORDER BY prb_id LIMIT ?", (cc, n))
-    return [r[0] for r in rows]
+def outside_sources(s: Settings, cc: str) -> list[dict[str, Any]]:
+    """Atlas picks connected probes itself: ``requested`` per outside country, ``probes_outside`` in all."""
+    countries = [c for c in s.outside_countries if c != cc] or ["DE"]
+    share = -(-s.probes_outside // len(countries))
+    return [{"type": "country", "value": c, "requested": share} for c in countries]
 
 
 def create_for_event(store: Store, client: Client, s: Settings, ev: dict[str, Any], now: float,
@@ -75,14 +76,9 @@ def create_for_event(store: Store, client: Client, s: Settings, ev: dict[str, An
     if not targets:
         report.skipped.append(f"{ev['event_id']}: no ping/traceroute targets for {cc}")
         return
-    outside = store.write_sync(outside_probe_ids, cc, s.probes_outside)
     vantages: list[tuple[str, list[dict[str, Any]], int]] = [
-        ("inside", [{"type": "country", "value": cc, "requested": s.probes_inside}], s.probes_inside)]
-    if outside:
-        vantages.append(("outside", [{"type": "probes", "value": ",".join(map(str, outside)),
-                                      "requested": len(outside)}], len(outside)))
-    else:
-        vantages.append(("outside", [{"type": "area", "value": "WW", "requested": s.probes_outside}], s.probes_outside))
+        ("inside", [{"type": "country", "value": cc, "requested": s.probes_inside}], s.probes_inside),
+        ("outside", outside_sources(s, cc), s.probes_outside)]
     for target in targets:
         for kind in KINDS:
             for vantage, sources, n in vantages:

@@ -32,6 +32,7 @@ class Settings:
     credit_budget: int = 20000            # credits the closed loop may spend per rolling 24 hours
     probes_inside: int = 5                # in-country Atlas probes asked per one-off
     probes_outside: int = 5               # outside Atlas probes asked per one-off
+    outside_countries: list[str] = field(default_factory=lambda: ["DE", "NL", "GB", "US", "FR"])  # where they are
     targets_per_event: int = 5            # most targets measured per suspected event
     result_wait_s: float = 900.0          # how long to keep fetching a one-off's results
     bucket_s: float = 600.0               # signals: disconnection bucket length
