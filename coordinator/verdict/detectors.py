@@ -154,7 +154,7 @@ def down_scopes(cc: str, probes: Mapping[str, ProbeInfo], down: Mapping[str, boo
 
     ``down[p]`` is True (down), False (up) or None (unknown: not counted).  An ASN needs two down
     probes, or one whose ASN is in ``single_ok`` (measured dark, or Atlas agrees): one silent
-    Raspberry Pi is not an outage.  An access type needs two down probes and every one of its
+    Raspberry Pi is not an outage.  The country needs at least half of every end-user access type.  An access type needs two down probes and every one of its
     (at least two) ASNs mostly down.  The country level counts end-user networks (not datacenters).
     """
     known = [p for p in probes.values() if p.cc == cc and down.get(p.probe) is not None]
@@ -162,7 +162,10 @@ def down_scopes(cc: str, probes: Mapping[str, ProbeInfo], down: Mapping[str, boo
         return []
     enduser = [p for p in known if p.access != "datacenter"] or known
     d_end = [p for p in enduser if down[p.probe]]
-    if (len(d_end) >= 2 and len(d_end) / len(enduser) >= s.scope_fraction
+    kinds = {p.access for p in enduser}
+    every_kind = all(sum(1 for p in d_end if p.access == k) * 2 >= sum(1 for p in enduser if p.access == k)
+                     for k in kinds)
+    if (len(d_end) >= 2 and len(d_end) / len(enduser) >= s.scope_fraction and every_kind
             and len({p.asn for p in d_end}) >= min(2, len({p.asn for p in enduser}))):
         return [_hit("country", cc, d_end)]
     by_asn: dict[int | None, list[ProbeInfo]] = defaultdict(list)

@@ -31,7 +31,7 @@ class Settings:
     throttle_median_ratio: float = 0.1     # goodput at or below this share of the baseline median is slow (OONI floor)
     throttle_low_ratio: float = 0.5        # ... and at or below this share of the baseline's low quantile
     baseline_low_quantile: float = 0.05    # the low quantile of healthy goodput ordinary noise stays above
-    slow_fraction: float = 0.8             # share of a probe's judged throughput results that must be slow
+    slow_fraction: float = 0.66            # share of a probe's judged throughput results that must be slow
     control_max_slow: float = 0.34         # targeted: the control's slow share on the same probes stays below this
     outside_max_slow: float = 0.5          # probes outside the country slow this often too: not a throttle
     baseline_samples: int = 30             # recent healthy goodput samples kept per probe and target (x4 pooled)

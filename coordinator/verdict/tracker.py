@@ -87,8 +87,11 @@ class Tracker:
     def tick(self, h: float, findings: list[Finding], observed: set[Key]) -> None:
         findings = sorted(findings, key=lambda f: -RANK[f.scope_type])
         seen: set[Key] = set()
+        held: set[Key] = set()
         for f in findings:
-            if f.key in seen:
+            wider = [ep.key for ep in self.open.values() if ep.key[0] == f.family and _covers(ep.last, f)]
+            if wider:
+                held.update(wider)                              # part of a wider open event: it holds
                 continue
             seen.add(f.key)
             ep = self.open.get(f.key)
@@ -117,8 +120,8 @@ class Tracker:
             if key[0] == "throttling" and any(_covers(o, ep.last) or o.key[1:] == key[1:] for o in outages):
                 self._close(ep, h, h, superseded_by="outage")
                 continue
-            if key not in observed:
-                continue                                        # no data: hold the state
+            if key not in observed or key in held:
+                continue                                        # no data, or partly down: hold the state
             if ep.healthy_since is None:
                 ep.healthy_since = h
             if h - ep.healthy_since >= self.resolve_after - 1e-9:

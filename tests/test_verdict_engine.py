@@ -1,0 +1,169 @@
+"""The engine on a real SQLite file filled with synthetic but realistic records (several probes and
+ASNs, baseline -> fault -> repair), for every event kind and for the negatives."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coordinator import db
+from coordinator.verdict.queries import list_events
+from coordinator.verdict.run import LiveDetector, detect_range
+from coordinator.verdict.settings import Settings
+from coordinator.verdict.synthetic import Campaign, Fault, SProbe, STarget, inside, load
+
+S = Settings()
+T0 = 1_700_000_000.0
+FAULT, REPAIR = 60.0, 120.0
+IV = 3.0
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    c = db.open_writer(tmp_path)
+    yield c
+    c.close()
+
+
+def kz_out(p: SProbe, t: STarget, test: str) -> bool:
+    return p.cc != "KZ" and t.cc == "KZ"
+
+
+def run(conn: sqlite3.Connection, *faults: Fault, **kw: Any) -> list[dict[str, Any]]:
+    c = Campaign(t0=T0, faults=list(faults), **kw)
+    load(conn, c.records(), c.heartbeats())
+    detect_range(conn, T0, T0 + c.duration_s, S)
+    return list_events(conn, {})
+
+
+def only(events: list[dict[str, Any]], kind: str, scope: str) -> dict[str, Any]:
+    assert [(e["kind"], e["scope"]) for e in events] == [(kind, scope)], events
+    e = events[0]
+    assert e["state"] == "resolved" and e["confirmed_ts"] is not None
+    # latency targets: suspected within 2 intervals, confirmed within 3, resolved within 3 of the repair
+    assert e["suspected_ts"] - (T0 + FAULT) <= 2 * IV
+    assert e["confirmed_ts"] - (T0 + FAULT) <= 3 * IV
+    assert 0 <= e["resolved_ts"] - (T0 + REPAIR) <= 3 * IV
+    assert e["evidence_count"] > 0
+    return e
+
+
+def test_national_blackout(conn: sqlite3.Connection) -> None:
+    e = only(run(conn, Fault(FAULT, REPAIR, "fail", inside), Fault(FAULT, REPAIR, "silent", inside),
+                 Fault(FAULT, REPAIR, "fail", kz_out)), "blackout", "KZ")
+    assert e["scope_type"] == "country" and set(e["signals"]) >= {"inside", "outside"}
+    assert e["details"]["cause"] == "network" and e["confidence"] > 0.9
+
+
+def test_border_cut_is_domestic_only(conn: sqlite3.Connection) -> None:
+    e = only(run(conn, Fault(FAULT, REPAIR, "fail", lambda p, t, x: p.cc == "KZ" and t.cc != "KZ"),
+                 Fault(FAULT, REPAIR, "silent", inside), Fault(FAULT, REPAIR, "fail", kz_out)), "domestic_only", "KZ")
+    assert not e["details"].get("allow_list")
+
+
+def test_allow_list_is_domestic_only_with_details(conn: sqlite3.Connection) -> None:
+    cut = lambda p, t, x: p.cc == "KZ" and p.access != "datacenter" and t.group not in ("news", "bank")  # noqa: E731
+    e = only(run(conn, Fault(FAULT, REPAIR, "fail", cut),
+                 Fault(FAULT, REPAIR, "silent", lambda p, t, x: p.cc == "KZ" and p.access != "datacenter")),
+             "domestic_only", "KZ")
+    assert e["details"]["allow_list"] is True
+    assert e["details"]["reachable_domestic"] == ["bank", "news"] and "gov" in e["details"]["unreachable_domestic"]
+
+
+def test_mobile_throttling_is_throttling_not_outage(conn: sqlite3.Connection) -> None:
+    e = only(run(conn, Fault(FAULT, REPAIR, "slow", lambda p, t, x: p.access == "mobile")), "throttling", "KZ/mobile")
+    assert e["details"]["targeted"] is False and e["details"]["goodput_ratio"] < 0.1
+
+
+def test_targeted_throttling(conn: sqlite3.Connection) -> None:
+    e = only(run(conn, Fault(FAULT, REPAIR, "slow", lambda p, t, x: p.cc == "KZ" and t.group == "social")),
+             "throttling", "KZ|social")
+    assert e["details"]["targeted"] is True and "outside" in e["signals"]
+
+
+def test_dns_tampering(conn: sqlite3.Connection) -> None:
+    e = only(run(conn, Fault(FAULT, REPAIR, "bogon", lambda p, t, x: p.cc == "KZ" and t.group == "world")),
+             "dns_tampering", "KZ|world")
+    assert e["target"] == "world.example.lab" and e["details"]["failures"] == ["dns_bogon_answer"]
+
+
+def test_http_blocking(conn: sqlite3.Connection) -> None:
+    e = only(run(conn, Fault(FAULT, REPAIR, "reset", lambda p, t, x: p.cc == "KZ" and t.group == "world")),
+             "http_blocking", "KZ|world")
+    assert e["details"]["failures"] == ["connection_reset"]
+
+
+def test_one_asn_and_one_access_type(conn: sqlite3.Connection, tmp_path: Path) -> None:
+    only(run(conn, Fault(FAULT, REPAIR, "fail", lambda p, t, x: p.asn == 64602),
+             Fault(FAULT, REPAIR, "silent", lambda p, t, x: p.asn == 64602)), "blackout", "AS64602")
+    other = db.open_writer(tmp_path / "mobile")
+    try:
+        only(run(other, Fault(FAULT, REPAIR, "fail", lambda p, t, x: p.access == "mobile"),
+                 Fault(FAULT, REPAIR, "silent", lambda p, t, x: p.access == "mobile")), "blackout", "KZ/mobile")
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("faults,kw", [
+    ((), {"noise": 0.03}),                                                           # an ordinary, noisy day
+    ((Fault(FAULT, 999, "dead", lambda p, t, x: p.id == "fix-2"),), {}),              # one probe dies
+    ((), {"coordinator_gaps": [(FAULT, FAULT + 20)]}),                               # the coordinator is away
+    ((Fault(FAULT, REPAIR, "slow", lambda p, t, x: t.group == "social"),), {}),      # a target slow for everyone
+], ids=["ordinary", "probe-dies", "coordinator-gap", "slow-target"])
+def test_negatives_raise_nothing(conn: sqlite3.Connection, faults: tuple[Fault, ...], kw: dict[str, Any]) -> None:
+    assert run(conn, *faults, **kw) == []
+
+
+def test_silent_probes_that_come_back_empty_are_not_called_a_shutdown(conn: sqlite3.Connection) -> None:
+    events = run(conn, Fault(FAULT, REPAIR, "dead", lambda p, t, x: p.asn == 64602))
+    assert [(e["kind"], e["scope"]) for e in events] == [("blackout", "AS64602")]
+    assert events[0]["details"]["cause"] == "power_or_probe_failure" and events[0]["signals"] == ["heartbeat"]
+
+
+def test_redetect_is_idempotent(conn: sqlite3.Connection) -> None:
+    run(conn, Fault(FAULT, REPAIR, "fail", inside), Fault(FAULT, REPAIR, "silent", inside))
+    before = conn.execute("SELECT event_id, state, at_ts FROM event_transitions ORDER BY seq").fetchall()
+    assert [r[1] for r in before] == ["suspected", "confirmed", "resolved"]
+    for since in (T0, T0 + 30, T0 + 90):            # any sub-range: same ids, nothing fired twice
+        _, result = detect_range(conn, since, T0 + 180, S)
+        assert result.transitions == 0 and not result.created and not result.retracted
+    assert conn.execute("SELECT event_id, state, at_ts FROM event_transitions ORDER BY seq").fetchall() == before
+    assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1
+
+
+def test_late_uploads_refine_a_live_verdict(conn: sqlite3.Connection) -> None:
+    """Live, a border cut looks like a blackout (probes silent, outside view failing); the results
+    the probes buffered arrive after the repair and turn it into domestic-only, same event."""
+    c = Campaign(t0=T0, faults=[Fault(FAULT, REPAIR, "fail", lambda p, t, x: p.cc == "KZ" and t.cc != "KZ"),
+                                Fault(FAULT, REPAIR, "silent", inside), Fault(FAULT, REPAIR, "fail", kz_out)])
+    records, beats = c.records(), c.heartbeats()
+    buffered = [r for r in records if r["probe_cc"] == "KZ" and FAULT <= _rel(r) < REPAIR]
+    live = LiveDetector(S)
+    fed: set[str] = set()
+    for until in range(10, 181, 5):
+        now = [r for r in records if _rel(r) < until and r["measurement_id"] not in fed
+               and (r not in buffered or until >= REPAIR + 5)]
+        load(conn, now, [b for b in beats if until - 5 <= b[1] - T0 < until])
+        fed.update(r["measurement_id"] for r in now)
+        plan = live.plan(conn)
+        if plan is not None:
+            live.save(conn, plan, live.compute(conn, plan))
+        if until == 100:
+            (during,) = list_events(conn, {})
+            assert during["kind"] == "blackout" and during["state"] == "confirmed"
+            assert set(during["signals"]) >= {"heartbeat", "outside"}
+    (after,) = list_events(conn, {})
+    assert after["event_id"] == during["event_id"] and after["kind"] == "domestic_only"
+    assert after["state"] == "resolved" and "inside" in after["signals"]
+    kinds = [r[0] for r in conn.execute("SELECT json_extract(payload, '$.kind') FROM event_transitions ORDER BY seq")]
+    assert kinds[0] == "blackout" and kinds[-1] == "domestic_only"
+
+
+def _rel(record: dict[str, Any]) -> float:
+    from probe.record import time_to_epoch
+
+    return time_to_epoch(record["start_time"]) - T0
