@@ -73,6 +73,20 @@ async def test_ping_loss_when_target_silent(path: PathLab) -> None:
     assert out.test_keys["median_rtt_ms"] is None
 
 
+async def test_ping_partial_loss(path: PathLab) -> None:
+    path.lab.nft_rule(path.dst_ns, "tbhalf", "input",
+                      "ip daddr 198.18.20.6 icmp type echo-request numgen inc mod 2 == 0 drop")
+    try:
+        out = await _ping(path, "198.18.20.6", count=4, timeout_s=0.3)
+    finally:
+        path.lab.nft(path.dst_ns, "delete table inet tbhalf\n")
+    keys = out.test_keys
+    assert out.success and out.failure is None          # something came back
+    assert (keys["sent"], keys["received"], keys["loss_pct"]) == (4, 2, 50.0)
+    assert [p["rtt_ms"] is None for p in keys["packets"]] == [True, False, True, False]
+    assert [p["failure"] for p in keys["packets"]] == ["timeout", None, "timeout", None]
+
+
 async def test_ping_network_unreachable(path: PathLab) -> None:
     out = await _ping(path, PathLab.UNROUTED, count=1)
     assert out.failure == "network_unreachable"
@@ -122,6 +136,7 @@ async def test_sweep_shares_one_socket(path: PathLab) -> None:
     assert isinstance(outs[-1], TargetForbidden)
     assert {o.test_keys["socket_mode"] for o in outs[:-1]} == {engine.mode}  # type: ignore[union-attr]
     assert not engine.closed and not engine._pending
+    assert engine.icmp.rcvbuf_bytes >= 8 * 1024 * 1024     # raised (SO_RCVBUFFORCE as root)
 
 
 def _in_src(path: PathLab, code: str, *, drop_net_raw: bool) -> subprocess.CompletedProcess[str]:
