@@ -135,23 +135,25 @@ def main() -> None:
     copies = -(-max(sizes) // 100_800)
     print(f"# {load()} (start)")
     data = make_db(args.workdir, copies)
-    rows_out = []
+    print(f"# {load()} (database ready)", flush=True)
+    print(f"\nJSONL.gz export, medians of {args.runs} runs (peak RSS: max over runs)")
+    print(f"{'rows':>10} | {'ours rows/s':>11} | {'ours RSS MB':>11} | {'B/row':>5} | {'sqlite3|gzip rows/s':>19} |"
+          f" {'peer RSS MB':>11} | {'B/row':>5} | {'ratio':>5} | load", flush=True)
     for size in sizes:
         slices = -(-size // 100_800)
         since, until = synthetic.T0, synthetic.T0 + slices * SLICE_S
-        o = [ours(data, since, until) for _ in range(args.runs)]
-        q = [peer(data, since, until) for _ in range(args.runs)]
+        o, q = [], []
+        for _ in range(args.runs):                  # interleaved, so both see the same load
+            o.append(ours(data, since, until))
+            q.append(peer(data, since, until))
         n = o[0]["rows"]
         o_rate = statistics.median(n / r["seconds"] for r in o)
         q_rate = statistics.median(n / r["seconds"] for r in q)
-        rows_out.append((n, o_rate, max(r["maxrss_mb"] for r in o), o[0]["bytes"] / n, q_rate,
-                         max(r["maxrss_mb"] for r in q), q[0]["bytes"] / n, load()))
-    print(f"\nJSONL.gz export, medians of {args.runs} runs (peak RSS: max over runs)")
-    print(f"{'rows':>10} | {'ours rows/s':>11} | {'ours RSS MB':>11} | {'B/row':>5} | {'sqlite3|gzip rows/s':>19} |"
-          f" {'peer RSS MB':>11} | {'B/row':>5} | {'ratio':>5} | load")
-    for n, o_rate, o_rss, o_b, q_rate, q_rss, q_b, ld in rows_out:
-        print(f"{n:>10} | {o_rate:>11,.0f} | {o_rss:>11.1f} | {o_b:>5.0f} | {q_rate:>19,.0f} | {q_rss:>11.1f} |"
-              f" {q_b:>5.0f} | {o_rate / q_rate:>5.2f} | {ld}")
+        print(f"{n:>10} | {o_rate:>11,.0f} | {max(r['maxrss_mb'] for r in o):>11.1f} | {o[0]['bytes'] / n:>5.0f} |"
+              f" {q_rate:>19,.0f} | {max(r['maxrss_mb'] for r in q):>11.1f} | {q[0]['bytes'] / n:>5.0f} |"
+              f" {o_rate / q_rate:>5.2f} | {load()}", flush=True)
+        print(f"#   ours per run (rows/s, MB): {[(round(n / r['seconds']), round(r['maxrss_mb'], 1)) for r in o]}; "
+              f"peer: {[(round(n / r['seconds']), round(r['maxrss_mb'], 1)) for r in q]}", flush=True)
     print(f"# {load()} (end); target: >= 100,000 rows/s, peak RSS the same for every size")
 
 
