@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from coordinator.atlas.parse import MalformedResult, parse_result
-from probe.record import RecordError, make_record, unknown_failure
+from probe.record import SCHEMA_VERSION, RecordError, unknown_failure, validate
 
 TEST_VERSION = "1.0.0"
 TEST_NAMES = {"ping": "ping", "traceroute": "traceroute", "dns": "dns", "http": "http", "ssl": "sslcert"}
@@ -119,14 +119,20 @@ def _target(v: dict[str, Any]) -> str:
 
 
 def normalize(raw: dict[str, Any], *, probes: Mapping[int, ProbeInfo] | None = None,
-              target_cc: TargetCountry | None = None) -> dict[str, Any]:
+              target_cc: TargetCountry | None = None, mid: str | None = None, check: bool = True) -> dict[str, Any]:
     """One Tocsin record from one raw Atlas result; :class:`MalformedResult` when it cannot be."""
     values = parse_result(raw)
-    return record_from_values(raw, values, probes=probes, target_cc=target_cc)
+    try:
+        return record_from_values(raw, values, probes=probes, target_cc=target_cc, mid=mid, check=check)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise MalformedResult(f"{values['type']}: {exc}"[:200]) from None
 
 
 def record_from_values(raw: dict[str, Any], v: dict[str, Any], *, probes: Mapping[int, ProbeInfo] | None = None,
-                       target_cc: TargetCountry | None = None) -> dict[str, Any]:
+                       target_cc: TargetCountry | None = None, mid: str | None = None,
+                       check: bool = True) -> dict[str, Any]:
+    """The record (built like ``probe.record.make_record``); ``check=False`` leaves validation to
+    ``insert_measurements``, which validates every record anyway."""
     prb = v["probe_id"]
     if prb is None or v["measurement_id"] is None:
         raise MalformedResult("msm_id and prb_id must be integers")
@@ -141,13 +147,22 @@ def record_from_values(raw: dict[str, Any], v: dict[str, Any], *, probes: Mappin
         annotations["target_cc"] = tcc
         if info is not None and info.cc:
             annotations["vantage"] = "inside" if info.cc == tcc else "outside"
-    try:
-        return make_record(
-            test_name=TEST_NAMES[v["type"]], test_version=TEST_VERSION, target=target,
-            start_time=datetime.fromtimestamp(raw["timestamp"], UTC), runtime_s=runtime, success=success,
-            failure=failure, test_keys=v, probe_id=f"atlas:{prb}", source="atlas",
-            measurement_id=measurement_id_for(v["measurement_id"], prb, raw["timestamp"]),
-            probe_cc=info.cc if info else None, probe_asn=info.asn if info else None, annotations=annotations,
-        )
-    except (RecordError, ValueError, OverflowError, OSError) as exc:
-        raise MalformedResult(f"{v['type']}: {exc}"[:200]) from None
+    start = datetime.fromtimestamp(raw["timestamp"], UTC)
+    record: dict[str, Any] = {
+        "measurement_id": mid or measurement_id_for(v["measurement_id"], prb, raw["timestamp"]),
+        "schema_version": SCHEMA_VERSION, "test_name": TEST_NAMES[v["type"]], "test_version": TEST_VERSION,
+        "target": target, "probe_id": f"atlas:{prb}", "source": "atlas",
+        "start_time": start.isoformat(timespec="microseconds")[:-6] + "Z",
+        "runtime_s": round(float(runtime), 6), "success": success, "failure": failure, "test_keys": v,
+    }
+    if info is not None and info.cc:
+        record["probe_cc"] = info.cc
+    if info is not None and info.asn is not None:
+        record["probe_asn"] = info.asn
+    record["annotations"] = annotations
+    if check:
+        try:
+            validate(record)
+        except RecordError as exc:
+            raise MalformedResult(f"{v['type']}: {exc}"[:200]) from None
+    return record

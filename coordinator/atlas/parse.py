@@ -34,6 +34,21 @@ def _ensure(data: dict[str, Any], key: str, kind: Any, default: Any = None) -> A
         return default
 
 
+def _int(data: dict[str, Any], key: str) -> Any:
+    value = data.get(key)
+    return value if type(value) is int else _ensure(data, key, int)
+
+
+def _float(data: dict[str, Any], key: str) -> Any:
+    value = data.get(key)
+    return value if type(value) is float else _ensure(data, key, float)
+
+
+def _str(data: dict[str, Any], key: str) -> Any:
+    value = data.get(key)
+    return value if type(value) is str else _ensure(data, key, str)
+
+
 def _median(values: list[float]) -> float | None:
     if not values:
         return None
@@ -45,15 +60,16 @@ def _median(values: list[float]) -> float | None:
 
 
 def _common(raw: dict[str, Any], kind: str) -> dict[str, Any]:
-    created = datetime.fromtimestamp(raw["timestamp"], UTC)
-    fw = _ensure(raw, "fw", int)
-    lts = _ensure(raw, "lts", int)
+    ts = raw["timestamp"]
+    created = datetime.fromtimestamp(ts, UTC)
+    fw = _int(raw, "fw")
+    lts = _int(raw, "lts")
     out = {
-        "type": kind, "firmware": fw, "measurement_id": _ensure(raw, "msm_id", int),
-        "probe_id": _ensure(raw, "prb_id", int), "created": created.isoformat(),
-        "created_timestamp": timegm(created.timetuple()), "origin": _ensure(raw, "from", str),
+        "type": kind, "firmware": fw, "measurement_id": _int(raw, "msm_id"),
+        "probe_id": _int(raw, "prb_id"), "created": created.isoformat(),
+        "created_timestamp": ts if type(ts) is int else timegm(created.timetuple()), "origin": _str(raw, "from"),
         "seconds_since_sync": None if lts is not None and lts < 0 else lts,
-        "group_id": _ensure(raw, "group_id", int), "is_error": False, "error_message": None,
+        "group_id": _int(raw, "group_id"), "is_error": False, "error_message": None,
         "is_malformed": fw == 0,
     }
     for key in ("dnserr", "err"):
@@ -76,10 +92,10 @@ def _protocol(raw: dict[str, Any], out: dict[str, Any]) -> str | None:
 def parse_ping(raw: dict[str, Any]) -> dict[str, Any]:
     out = _common(raw, "ping")
     fw = out["firmware"] or 0
-    af = _ensure(raw, "af", int)
-    avg, mx, mn = _ensure(raw, "avg", float), _ensure(raw, "max", float), _ensure(raw, "min", float)
-    size = _ensure(raw, "size", int)
-    dst_name, dst_addr = _ensure(raw, "dst_name", str), _ensure(raw, "dst_addr", str)
+    af = _int(raw, "af")
+    avg, mx, mn = _float(raw, "avg"), _float(raw, "max"), _float(raw, "min")
+    size = _int(raw, "size")
+    dst_name, dst_addr = _str(raw, "dst_name"), _str(raw, "dst_addr")
     if avg is None or avg < 0:
         avg = mx = mn = None
     if 0 < fw < 4460:
@@ -95,7 +111,7 @@ def parse_ping(raw: dict[str, Any]) -> dict[str, Any]:
         af = 6 if ":" in dst_addr else 4
     if avg:
         avg = round(avg, 3)
-    default_ttl = _ensure(raw, "ttl", int)
+    default_ttl = _int(raw, "ttl")
     default_src = raw.get("src_addr", raw.get("srcaddr"))
     packets = []
     rtts = []
@@ -122,23 +138,23 @@ def parse_ping(raw: dict[str, Any]) -> dict[str, Any]:
                         "source_address": p.get("src_addr", p.get("srcaddr", default_src))})
     out.update({
         "af": af, "protocol": protocol, "destination_address": dst_addr, "destination_name": dst_name,
-        "packets_sent": _ensure(raw, "sent", int), "packets_received": _ensure(raw, "rcvd", int),
-        "packet_size": size, "duplicates": _ensure(raw, "dup", int), "rtt_min": mn,
-        "rtt_median": _median(rtts), "rtt_max": mx, "rtt_average": avg, "step": _ensure(raw, "step", int),
+        "packets_sent": _int(raw, "sent"), "packets_received": _int(raw, "rcvd"),
+        "packet_size": size, "duplicates": _int(raw, "dup"), "rtt_min": mn,
+        "rtt_median": _median(rtts), "rtt_max": mx, "rtt_average": avg, "step": _int(raw, "step"),
         "packets": packets,
     })
     return out
 
 
 def _trace_packet(p: dict[str, Any]) -> dict[str, Any]:
-    rtt = _ensure(p, "rtt", float)
+    rtt = _float(p, "rtt")
     if rtt:
         rtt = round(rtt, 3)
-    err = _ensure(p, "err", str)
-    icmp = _ensure(p, "icmpext", dict)
+    err = _str(p, "err") if "err" in p else None
+    icmp = _ensure(p, "icmpext", dict) if "icmpext" in p else None
     return {
-        "origin": _ensure(p, "from", str), "rtt": rtt, "ttl": _ensure(p, "ttl", int),
-        "size": _ensure(p, "size", int), "is_error": bool(err),
+        "origin": _str(p, "from"), "rtt": rtt, "ttl": _int(p, "ttl"),
+        "size": _int(p, "size"), "is_error": bool(err),
         "error_message": PACKET_ERRORS.get(err, err) if err else None,
         "arrived_late_by": _ensure(p, "late", int, 0), "internal_ttl": _ensure(p, "ittl", int, 1),
         "mpls": _ensure(icmp, "obj", list) if icmp else None,

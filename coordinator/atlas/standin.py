@@ -277,7 +277,7 @@ async def start(app: web.Application, host: str, port: int, ssl_context: ssl.SSL
     return runner, bound
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m coordinator.atlas.standin", description=__doc__.split("\n\n")[0])
     p.add_argument("--listen", required=True, help="HOST:PORT to bind (loopback or a lab namespace)")
     p.add_argument("--cert", required=True, help="TLS certificate chain (PEM)")
@@ -287,7 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--poll-s", type=float, default=0.2, help="how often the probes file is checked")
     p.add_argument("--result-interval-s", type=float, default=60.0,
                    help="built-in ping (msm 1001) from each connected emulated probe every this many seconds")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     host, _, port = args.listen.rpartition(":")
     samples = args.samples or default_samples()
     if not samples.is_dir():

@@ -73,9 +73,9 @@ def store_results(conn: sqlite3.Connection, raws: Iterable[dict[str, Any]], *,
     records: list[dict[str, Any]] = []
     raw_rows: list[tuple[Any, ...]] = []
     raws = list(raws)
-    stored = _stored_raw(conn, raws)
-    for raw in raws:
-        mid = _mid(raw)
+    mids = [_mid(r) for r in raws]
+    stored = _stored_raw(conn, mids)
+    for raw, mid in zip(raws, mids, strict=True):
         if mid is not None and mid in stored:
             # The result is already stored: the same Atlas result is a duplicate even when the probe
             # metadata known now would enrich its record differently; other content is a conflict.
@@ -86,7 +86,7 @@ def store_results(conn: sqlite3.Connection, raws: Iterable[dict[str, Any]], *,
             continue
         text = orjson.dumps(raw).decode()  # before parsing: sagan may alter what it parses
         try:
-            rec = normalize(raw, probes=probes, target_cc=target_cc)
+            rec = normalize(raw, probes=probes, target_cc=target_cc, mid=mid, check=False)
         except MalformedResult as exc:
             out.bad(str(exc))
             continue
@@ -120,8 +120,8 @@ def _mid(raw: Any) -> str | None:
         return None
 
 
-def _stored_raw(conn: sqlite3.Connection, raws: list[Any]) -> dict[str, str]:
-    ids = [m for m in (_mid(r) for r in raws) if m is not None]
+def _stored_raw(conn: sqlite3.Connection, mids: list[str | None]) -> dict[str, str]:
+    ids = [m for m in mids if m is not None]
     found: dict[str, str] = {}
     for i in range(0, len(ids), 500):
         chunk = ids[i:i + 500]
