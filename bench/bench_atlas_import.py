@@ -22,11 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ripe.atlas.sagan import Result  # noqa: E402
+from ripe.atlas.sagan import Result
 
-from coordinator.atlas.importer import import_paths  # noqa: E402
-from coordinator.atlas.standin import default_samples  # noqa: E402
-from coordinator.db import open_writer  # noqa: E402
+from coordinator.atlas.importer import import_paths
+from coordinator.atlas.standin import default_samples
+from coordinator.db import open_writer
 
 
 def make_lines(kind: str, n: int) -> list[str]:
