@@ -8,12 +8,13 @@ imported from elsewhere) fall back to ``vantage`` from the probe's and target's 
 from __future__ import annotations
 
 import itertools
-import json
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 REACHABILITY_TESTS = ("ping", "tcp", "http")
 
@@ -53,8 +54,8 @@ def _keys(text: Any) -> dict[str, Any]:
     if isinstance(text, dict):
         return text
     try:
-        value = json.loads(text) if text else {}
-    except ValueError:
+        value = orjson.loads(text) if text else {}
+    except orjson.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -93,7 +94,7 @@ def obs_from_row(row: Any) -> Obs:
     )
 
 
-def derive_interval(obs: Iterable[Obs], default: float = 300.0) -> float:
+def derive_interval(obs: Iterable[Obs] | Iterable[tuple[Any, ...]], default: float = 300.0) -> float:
     """The campaign's probe interval: median spacing of one probe's measurements of one target.
 
     Rounded (to 0.1 s below a minute, to 1 s above) so that the value, and so every window and
@@ -101,11 +102,12 @@ def derive_interval(obs: Iterable[Obs], default: float = 300.0) -> float:
     """
     last: dict[tuple[str, str, str], float] = {}
     gaps: list[float] = []
-    for o in sorted(obs, key=lambda x: x.ts):
-        key = (o.probe, o.test, o.target)
-        if key in last and o.ts - last[key] > 0.05:
-            gaps.append(o.ts - last[key])
-        last[key] = o.ts
+    items = [(o.probe, o.test, o.target, o.ts) if isinstance(o, Obs) else tuple(o) for o in obs]
+    for probe, test, target, ts in sorted(items, key=lambda x: x[3]):
+        key = (probe, test, target)
+        if key in last and ts - last[key] > 0.05:
+            gaps.append(ts - last[key])
+        last[key] = ts
     if len(gaps) < 3:
         return default
     med = statistics.median(gaps)

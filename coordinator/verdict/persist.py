@@ -21,7 +21,7 @@ from typing import Any
 from coordinator.signals import Signal
 from coordinator.store import iter_measurements
 from coordinator.verdict.engine import Dataset
-from coordinator.verdict.observations import derive_interval, obs_from_row
+from coordinator.verdict.observations import Obs, derive_interval, obs_from_row
 from coordinator.verdict.settings import DETECTOR_VERSION, Settings
 from coordinator.verdict.tracker import Event
 
@@ -34,17 +34,35 @@ def _family(kind: str) -> str:
 
 
 def recent_interval(conn: sqlite3.Connection, until: float) -> float:
-    rows = conn.execute("SELECT * FROM measurements WHERE start_ts < ? AND source = 'tocsin' "
-                        "ORDER BY start_ts DESC LIMIT 5000", (until,)).fetchall()
-    return derive_interval([obs_from_row(r) for r in rows])
+    """The probe interval of the latest data (see :func:`derive_interval`)."""
+    rows = conn.execute("SELECT probe_id, test_name, target, start_ts FROM measurements WHERE start_ts < ? AND "
+                        "source = 'tocsin' ORDER BY start_ts DESC LIMIT 3000", (until,)).fetchall()
+    return derive_interval(rows)
 
 
-def load_dataset(conn: sqlite3.Connection, since: float, until: float, s: Settings) -> Dataset:
-    """Observations and polls from ``lookback_intervals`` before ``since`` up to ``until``."""
+def load_dataset(conn: sqlite3.Connection, since: float, until: float, s: Settings,
+                 cache: dict[int, Obs] | None = None) -> Dataset:
+    """Observations and polls from ``lookback_intervals`` before ``since`` up to ``until``.
+
+    ``cache`` (measurement seq -> observation) spares re-parsing rows a previous step has read:
+    stored rows never change, so a live loop parses each row once."""
     interval = recent_interval(conn, until)
     start = since - s.lookback_intervals * interval
-    obs = [obs_from_row(r) for r in iter_measurements(conn, source="tocsin", since=start, until=until)
-           if not (r["flags"] or "").count("future")]
+    if cache is None:
+        obs = [obs_from_row(r) for r in iter_measurements(conn, source="tocsin", since=start, until=until)
+               if "future" not in (r["flags"] or "")]
+    else:
+        seqs = [r[0] for r in conn.execute(
+            "SELECT seq FROM measurements WHERE source = 'tocsin' AND start_ts >= ? AND start_ts < ? AND "
+            "(flags IS NULL OR flags NOT LIKE '%future%')", (start, until))]
+        missing = [q for q in seqs if q not in cache]
+        for i in range(0, len(missing), 500):
+            chunk = missing[i:i + 500]
+            for r in conn.execute(f"SELECT * FROM measurements WHERE seq IN ({','.join('?' * len(chunk))})", chunk):
+                cache[r["seq"]] = obs_from_row(r)
+        for q in [q for q, o in cache.items() if o.ts < start]:
+            del cache[q]
+        obs = [cache[q] for q in seqs]
     beats: dict[str, list[float]] = defaultdict(list)
     try:
         for probe, ts in conn.execute("SELECT probe_id, ts FROM probe_heartbeats WHERE ts >= ? AND ts < ? ORDER BY ts",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coordinator.verdict.engine import detect
+from coordinator.verdict.observations import Obs
 from coordinator.verdict.persist import (
     SaveResult,
     covering_since,
@@ -54,6 +55,7 @@ class LiveDetector:
         self.seq = 0
         self.horizon: float | None = None
         self.started = False
+        self.cache: dict[int, Obs] = {}
 
     def plan(self, conn: sqlite3.Connection) -> Plan | None:
         """What to re-evaluate now, or None when nothing new arrived.  Read-only."""
@@ -69,7 +71,7 @@ class LiveDetector:
         return Plan(covering_since(conn, since), hz, seq, hz)
 
     def compute(self, conn: sqlite3.Connection, plan: Plan) -> list[Event]:
-        return detect(load_dataset(conn, plan.since, plan.until, self.s), plan.since, plan.until, self.s)
+        return detect(load_dataset(conn, plan.since, plan.until, self.s, self.cache), plan.since, plan.until, self.s)
 
     def save(self, conn: sqlite3.Connection, plan: Plan, events: list[Event]) -> SaveResult:
         result = save_events(conn, events, plan.since, plan.until)

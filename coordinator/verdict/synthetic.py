@@ -86,8 +86,8 @@ class Campaign:
 
     def _effects(self, rel: float, p: SProbe, t: STarget | None, test: str) -> set[str]:
         return {f.effect for f in self.faults if f.start <= rel < f.end
-                and (t is None and f.effect in ("dead", "silent") and f.match(p, TARGETS[0], "poll")
-                     or t is not None and f.match(p, t, test))}
+                and ((t is None and f.effect in ("dead", "silent") and f.match(p, TARGETS[0], "poll"))
+                     or (t is not None and f.match(p, t, test)))}
 
     def records(self) -> list[dict[str, Any]]:
         rng = random.Random(self.seed)
