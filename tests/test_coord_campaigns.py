@@ -42,7 +42,7 @@ def test_selector_and_vantage() -> None:
     ({"lists": ["nowhere"]}, "no target list 'nowhere'"),
     ({"tests": ["smoke"]}, "tests[0] (smoke)"),
     ({"tests": [{"name": "tcp", "params": {"colour": 1}}]}, "tests[0] (tcp)"),
-    ({"interval_s": 1}, "interval_s must be"),
+    ({"interval_s": 0.5}, "interval_s must be"),
     ({"selector": {"vantage": "above"}}, "selector.vantage"),
     ({"selector": {"access": ["satellite"]}}, "selector.access"),
     ({"start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, "end must be after start"),

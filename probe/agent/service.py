@@ -30,6 +30,7 @@ log = logging.getLogger("tocsin.agent")
 SOFTWARE = "tocsin-probe/0.1.0"
 SCHEDULE_PATH = "/api/v1/schedule"
 DEFAULT_POLL_S = 60.0
+UPLOAD_LINGER_S = 5.0      # after the first new result, wait this long so results travel in batches
 
 
 class Agent:
@@ -181,6 +182,8 @@ class Agent:
             self.wake_upload.clear()
             if result.outcome == "empty":
                 await _wait_event_or_stop(stop, self.wake_upload, 5.0)
+                # gather what else finishes shortly: one signed batch instead of one request per result
+                await _sleep_or_stop(stop, UPLOAD_LINGER_S)
             else:
                 self.reconnected.clear()
                 await _wait_event_or_stop(stop, self.reconnected, result.wait_s)
