@@ -26,7 +26,6 @@ from coordinator.store import Store
 
 log = logging.getLogger("tocsin.atlas.service")
 STREAM_CURSOR = "stream_last_ts"
-CLOSED_LOOP_EVERY_S = 15.0
 
 
 @dataclass
@@ -103,7 +102,7 @@ def setup(app: web.Application) -> None:
 
         tasks = [asyncio.create_task(_every(settings.poll_interval_s, poll))]
         if settings.closed_loop:
-            tasks.append(asyncio.create_task(_every(CLOSED_LOOP_EVERY_S, close_loop)))
+            tasks.append(asyncio.create_task(_every(settings.closed_loop_interval_s, close_loop)))
         stop = threading.Event()
         stream_future = None
         if settings.stream:

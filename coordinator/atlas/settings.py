@@ -29,6 +29,7 @@ class Settings:
     stream: bool = True                   # subscribe to the live stream (connection events + results)
     stream_overlap_s: float = 300.0       # replay this much before the last seen event on reconnect
     closed_loop: bool = False             # create one-off measurements when an event becomes suspected
+    closed_loop_interval_s: float = 15.0  # how often the closed loop looks for new suspected events
     credit_budget: int = 20000            # credits the closed loop may spend per rolling 24 hours
     probes_inside: int = 5                # in-country Atlas probes asked per one-off
     probes_outside: int = 5               # outside Atlas probes asked per one-off
