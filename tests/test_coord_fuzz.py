@@ -41,9 +41,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         proc.kill()
 
 
-def post(live: dict[str, Any], body: bytes) -> int:
-    path = "/api/v1/measurements"
-    headers = signing.sign_headers(live["key"], "POST", path, live["id"], body)
+def post(live: dict[str, Any], body: bytes, path: str = "/api/v1/measurements", key: Any = None,
+         probe_id: str | None = None) -> int:
+    headers = signing.sign_headers(key or live["key"], "POST", path, probe_id or live["id"], body)
     req = urllib.request.Request(live["url"] + path, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
@@ -108,6 +108,25 @@ def test_mutated_drop_reports_never_5xx(live: dict[str, Any], changes: dict[str,
     h = signing.chain_hash(signing.GENESIS, drop)
     body = {"items": [{"prev": signing.GENESIS, "hash": h, "drop": drop}]}
     assert post(live, gzip.compress(json.dumps(body).encode())) < 500
+
+
+REGISTER_KEYS = ("invite", "public_key", "cc", "asn", "access", "tags", "name", "software")
+
+
+@FUZZ
+@given(doc=st.dictionaries(st.sampled_from(REGISTER_KEYS), json_values, max_size=6), own_key=st.booleans())
+def test_registration_bodies_never_5xx(live: dict[str, Any], doc: dict[str, Any], own_key: bool) -> None:
+    key = signing.new_key()
+    if own_key:
+        doc["public_key"] = signing.public_key_b64(key)
+    status = post(live, json.dumps(doc).encode(), "/api/v1/register", key=key, probe_id="-")
+    assert 400 <= status < 500
+
+
+@FUZZ
+@given(doc=json_values)
+def test_schedule_bodies_never_5xx(live: dict[str, Any], doc: Any) -> None:
+    assert post(live, json.dumps(doc).encode(), "/api/v1/schedule") < 500
 
 
 def test_fuzz_server_still_healthy(live: dict[str, Any], tmp_path: Path) -> None:
