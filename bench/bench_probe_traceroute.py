@@ -111,8 +111,12 @@ def run_ours(ns: str, dests_file: str, protocol: str) -> dict[str, object]:
     return {"wall_s": wall, "hops": data["hops"], "probes": data["probes"]}
 
 
-def run_scamper(ns: str, dests_file: str) -> dict[str, object]:
-    wall, proc = _timed(["ip", "netns", "exec", ns, "scamper", "-c", "trace -P icmp-paris", "-p", "1000",
+SCAMPER_METHOD = {"icmp": "icmp-paris", "udp": "udp-paris", "tcp": "tcp"}
+
+
+def run_scamper(ns: str, dests_file: str, protocol: str) -> dict[str, object]:
+    method = SCAMPER_METHOD[protocol]
+    wall, proc = _timed(["ip", "netns", "exec", ns, "scamper", "-c", f"trace -P {method}", "-p", "1000",
                          "-O", "json", "-f", dests_file])
     hops: dict[str, list[str | None]] = {}
     probes = 0
@@ -157,7 +161,7 @@ def main() -> int:
             time.sleep(REFILL_S)
             rows["ours"].append(run_ours(src, dfile, args.protocol))
             time.sleep(REFILL_S)
-            rows["scamper"].append(run_scamper(src, dfile))
+            rows["scamper"].append(run_scamper(src, dfile, args.protocol))
         os.unlink(dfile)
     finally:
         lab.__exit__(None, None, None)
@@ -167,7 +171,7 @@ def main() -> int:
           f"medians of {args.rounds} rounds; load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"{'tool':<28}{'exact':>8}{'wall s':>9}{'x scamper':>11}{'probes':>8}   per round (exact / wall s)")
     sc_wall = statistics.median(float(r["wall_s"]) for r in rows["scamper"])  # type: ignore[arg-type]
-    for name, label in (("ours", f"tocsin ({args.protocol}, one pass)"), ("scamper", "scamper icmp-paris -p 1000")):
+    for name, label in (("ours", f"tocsin ({args.protocol}, one pass)"), ("scamper", f"scamper {SCAMPER_METHOD[args.protocol]} -p 1000")):
         ex = [exact(r, expected) for r in rows[name]]
         walls = [float(r["wall_s"]) for r in rows[name]]  # type: ignore[arg-type]
         probes = statistics.median(int(r["probes"]) for r in rows[name])  # type: ignore[call-overload]
