@@ -1,0 +1,76 @@
+"""``GET /api/v1/events`` and the live detection task, on a real Store and a loopback server."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from coordinator.app import CONFIG, STORE
+from coordinator.store import Store
+from coordinator.verdict import service
+from coordinator.verdict.settings import Settings
+from coordinator.verdict.synthetic import Campaign, Fault, inside, load
+
+T0 = 1_700_000_000.0
+
+
+class _Config:
+    def __init__(self, settings: Settings) -> None:
+        self._s = settings
+
+    def section(self, name: str) -> Any:
+        if name != "verdict":
+            raise KeyError(name)
+        return self._s
+
+
+async def _client(aiohttp_client: Any, tmp_path: Path, poll_s: float = 0.05) -> tuple[TestClient, Store]:
+    store = await asyncio.to_thread(Store, tmp_path)
+    app = web.Application()
+    app[STORE] = store
+    app[CONFIG] = _Config(Settings(poll_s=poll_s))
+    service.setup(app)
+    return await aiohttp_client(app), store
+
+
+async def test_live_task_finds_the_blackout_and_serves_it(aiohttp_client: Any, tmp_path: Path) -> None:
+    client, store = await _client(aiohttp_client, tmp_path)
+    try:
+        c = Campaign(t0=T0, duration_s=110, faults=[Fault(30, 75, "fail", inside), Fault(30, 75, "silent", inside)])
+        await store.write(load, c.records(), c.heartbeats())
+        events: list[dict[str, Any]] = []
+        for _ in range(400):                       # bounded: 400 x 0.05 s
+            ans = await client.get("/api/v1/events", params={"country": "KZ", "kind": "blackout"})
+            assert ans.status == 200
+            events = (await ans.json())["events"]
+            if events and events[0]["state"] == "resolved":
+                break
+            await asyncio.sleep(0.05)
+        assert [(e["kind"], e["scope"], e["state"]) for e in events] == [("blackout", "KZ", "resolved")]
+        one = await (await client.get(f"/api/v1/events/{events[0]['event_id']}")).json()
+        assert [t["state"] for t in one["transitions"]] == ["suspected", "confirmed", "resolved"]
+        assert len(one["evidence"]) == events[0]["evidence_count"] > 0
+        for params, count in (({"kind": "throttling"}, 0), ({"state": "resolved"}, 1), ({"asn": "AS64601"}, 0),
+                              ({"since": "2023-11-14T22:20:00Z"}, 0), ({"until": str(T0 + 10)}, 0),
+                              ({"country": "kz"}, 1)):
+            ans = await client.get("/api/v1/events", params=params)
+            assert (await ans.json())["count"] == count, params
+    finally:
+        await asyncio.to_thread(store.close)
+
+
+async def test_bad_filters_are_refused_with_a_reason(aiohttp_client: Any, tmp_path: Path) -> None:
+    client, store = await _client(aiohttp_client, tmp_path, poll_s=5)
+    try:
+        for params, words in (({"kind": "meltdown"}, "kind must be"), ({"since": "yesterday"}, "ISO 8601"),
+                              ({"country": "KAZ"}, "two-letter"), ({"colour": "red"}, "unknown filter"),
+                              ({"limit": "0"}, "limit")):
+            ans = await client.get("/api/v1/events", params=params)
+            assert ans.status == 400 and words in (await ans.json())["error"]
+        assert (await client.get("/api/v1/events/ev-nope")).status == 404
+    finally:
+        await asyncio.to_thread(store.close)
