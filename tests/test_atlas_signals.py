@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,16 @@ from coordinator.signals import SIGNAL_CLASSES
 
 T = 1_641_380_400.0           # 2022-01-05 11:00 UTC (bucket-aligned for 600 s)
 DAY = 86400.0
+
+
+@pytest.fixture(autouse=True)
+def default_thresholds() -> Iterator[None]:
+    from coordinator.atlas import signals
+
+    signals._configured.clear()      # another test's app may have configured its own
+    signals._by_file.clear()
+    yield
+    signals._by_file.clear()
 
 
 @pytest.fixture
@@ -123,3 +134,12 @@ def test_reachability_towards_country(conn: sqlite3.Connection) -> None:
     assert all(s.signal_class in SIGNAL_CLASSES for s in sig)
     down = next(s for s in sig if s.state == "down")
     assert len(down.evidence) == 3 and all(e.startswith("atlas-90000001-") for e in down.evidence)
+
+
+def test_thresholds_from_the_data_directorys_config(tmp_path: Path) -> None:
+    (tmp_path / "coordinator.toml").write_text("[atlas]\nmin_disconnects = 2\nbucket_s = 300.0\n")
+    conn = open_writer(tmp_path)
+    ids = add_country(conn, "KZ", 4, 1000)
+    events(conn, [(i, T + 60, "disconnect") for i in ids[:2]])
+    sig = [s for s in atlas_signals(conn, T, T + 300) if s.scope == "KZ"]
+    assert [(s.start_ts, s.end_ts, s.state) for s in sig] == [(T, T + 300, "down")]

@@ -24,6 +24,7 @@ import math
 import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from coordinator.atlas.settings import Settings
 from coordinator.signals import Signal
@@ -172,15 +173,36 @@ def reachability_signals(conn: sqlite3.Connection, since_ts: float, until_ts: fl
 
 
 _configured: list[Settings] = []
+_by_file: dict[str, Settings] = {}
 
 
 def use_settings(settings: Settings) -> None:
-    """Make :func:`atlas_signals` use the coordinator's ``[atlas]`` thresholds (the service calls this)."""
+    """Make :func:`atlas_signals` use these ``[atlas]`` thresholds (the service and CLI call this)."""
     _configured[:] = [settings]
+
+
+def settings_for(conn: sqlite3.Connection) -> Settings:
+    """Thresholds set by :func:`use_settings`, else the ``[atlas]`` section of the coordinator.toml
+    (and ``TOCSIN_ATLAS__*``) beside the database file, else the defaults."""
+    if _configured:
+        return _configured[0]
+    try:
+        path = next((r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main"), "")
+    except sqlite3.Error:
+        path = ""
+    if path not in _by_file:
+        from coordinator.config import ConfigError, load_config
+
+        try:
+            section = load_config(None, data_dir=Path(path).parent).section("atlas") if path else Settings()
+        except (ConfigError, KeyError):
+            section = Settings()
+        _by_file[path] = section if isinstance(section, Settings) else Settings()
+    return _by_file[path]
 
 
 def atlas_signals(conn: sqlite3.Connection, since_ts: float, until_ts: float) -> list[Signal]:
     """Every Atlas signal for measurement time [since_ts, until_ts) (pinned interface)."""
-    settings = _configured[0] if _configured else Settings()
+    settings = settings_for(conn)
     return disconnect_signals(conn, since_ts, until_ts, settings) + reachability_signals(conn, since_ts, until_ts,
                                                                                          settings)
