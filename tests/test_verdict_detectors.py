@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from coordinator.verdict.baselines import Baselines
-from coordinator.verdict.detectors import (ProbeInfo, down_scopes, dns_tampered, goodput_estimate, http_blocked,
-                                           is_slow, per_target, quantile, reachability_state)
+from coordinator.verdict.detectors import (
+    ProbeInfo,
+    dns_tampered,
+    down_scopes,
+    goodput_estimate,
+    http_blocked,
+    is_slow,
+    per_target,
+    quantile,
+    reachability_state,
+)
 from coordinator.verdict.observations import Obs, derive_interval, heartbeat_spacing
 from coordinator.verdict.settings import Settings
 from coordinator.verdict.signals_inside import Liveness
