@@ -147,17 +147,31 @@ def parse_ping(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _trace_packet(p: dict[str, Any]) -> dict[str, Any]:
-    rtt = _float(p, "rtt")
+    # Inline fast paths for well-typed values; anything else takes sagan's ``kind(value)`` rule.
+    rtt = p.get("rtt")
+    if type(rtt) is not float:
+        rtt = _ensure(p, "rtt", float)
     if rtt:
         rtt = round(rtt, 3)
+    origin = p.get("from")
+    if type(origin) is not str:
+        origin = _ensure(p, "from", str)
+    ttl = p.get("ttl")
+    if type(ttl) is not int:
+        ttl = _ensure(p, "ttl", int)
+    size = p.get("size")
+    if type(size) is not int:
+        size = _ensure(p, "size", int)
+    ittl = p.get("ittl", 1)
+    if type(ittl) is not int:
+        ittl = _ensure(p, "ittl", int, 1)
     err = _str(p, "err") if "err" in p else None
     icmp = _ensure(p, "icmpext", dict) if "icmpext" in p else None
     return {
-        "origin": _str(p, "from"), "rtt": rtt, "ttl": _int(p, "ttl"),
-        "size": _int(p, "size"), "is_error": bool(err),
+        "origin": origin, "rtt": rtt, "ttl": ttl, "size": size, "is_error": bool(err),
         "error_message": PACKET_ERRORS.get(err, err) if err else None,
-        "arrived_late_by": _ensure(p, "late", int, 0), "internal_ttl": _ensure(p, "ittl", int, 1),
-        "mpls": _ensure(icmp, "obj", list) if icmp else None,
+        "arrived_late_by": 0,  # packets carrying "late" are left out of the hop, as sagan does
+        "internal_ttl": ittl, "mpls": _ensure(icmp, "obj", list) if icmp else None,
     }
 
 
