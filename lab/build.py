@@ -74,6 +74,8 @@ class Lab:
                               input_text=f"address add {addr}/30 dev {dev}\nlink set {dev} up\n")
             for name in self.topo.nodes:
                 netns.run("ip", "-n", self.ns(name), "-batch", "-", input_text=self._routes(name))
+            for ns, dev in self.capacities():
+                self.restore_qdisc(ns, dev)
             self._resolv_conf()
         except Exception:
             self.down()
@@ -124,6 +126,26 @@ class Lab:
             d.mkdir(parents=True, exist_ok=True)
             (d / "resolv.conf").write_text(f"nameserver {resolver.address}\noptions timeout:1 attempts:1\n")
 
+    # --- link capacity ----------------------------------------------------------------------
+    def capacities(self) -> dict[tuple[str, str], str]:
+        """(namespace, device) -> rate for both ends of every uplink of a node with a capacity."""
+        out = {}
+        for node in self.topo.nodes.values():
+            if node.capacity:
+                for i, ln in self.topo.links_of(node.name):
+                    for end in (ln.a, ln.b):
+                        out[(self.ns(end), self.dev(i, end))] = node.capacity
+        return out
+
+    def restore_qdisc(self, ns: str, dev: str) -> None:
+        """Put a device back to its normal state: the access capacity tbf, or no root qdisc."""
+        rate = self.capacities().get((ns, dev))
+        if rate is None:
+            netns.run("tc", "-n", ns, "qdisc", "del", "dev", dev, "root", check=False)
+        else:
+            netns.run("tc", "-n", ns, "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate,
+                      "burst", str(tbf_burst(rate)), "latency", "100ms")
+
     # --- down -----------------------------------------------------------------------------
     def down(self) -> dict[str, int]:
         return netns.cleanup(self.prefix)
@@ -152,6 +174,15 @@ class Lab:
                 if other.name != node and " via " not in out:
                     problems.append(f"{ns}: {other.address} not routed inside the lab: {out.strip()}")
         return problems
+
+
+def tbf_burst(rate: str) -> int:
+    """Bucket size for a tbf at ``rate``: 50 ms of traffic, at least a few packets."""
+    units = {"kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
+    for unit, factor in units.items():
+        if rate.endswith(unit):
+            return max(int(float(rate[: -len(unit)]) * factor / 8 / 20), 4000)
+    raise ValueError(f"rate {rate!r} must end in kbit, mbit or gbit")
 
 
 def host_addresses() -> list[str]:

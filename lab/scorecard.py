@@ -95,7 +95,8 @@ def render(cards: list[dict[str, Any]]) -> str:
         lines.append(f"== {c['scenario']}  (interval {c['interval_s']:g} s)  {head}  false events {len(c['false'])}")
         for r in c["rows"]:
             e = r["expected"]
-            what = f"{e['kind']} {e.get('scope_type') or ''} {'|'.join(e.get('scope') or [])}".strip()
+            scopes = e.get("scope") or []
+            what = f"{e['kind']} {e.get('scope_type') or ''} {' or '.join(scopes[:2])}".strip()
             where = f"fault {e['fault']:g}s" + (f" repair {e['repair']:g}s" if e.get("repair") is not None else "")
             f = r["found"]
             if f is None:

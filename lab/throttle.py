@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from lab import netns
 from lab.actions import Action, ActionError, Context
-from lab.build import Lab
+from lab.build import Lab, tbf_burst
 
 _RATE_RE = re.compile(r"^(\d+(?:\.\d+)?)(kbit|mbit|gbit)$")
 _UNITS = {"kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
@@ -63,16 +63,17 @@ class Throttle(Action):
 
     def apply(self, ctx: Context) -> None:
         rate = str(self.params["rate"])
-        bps = rate_bps(rate)
-        burst = max(int(bps / 8 / 20), 4000)      # 50 ms of traffic, at least a few packets
+        rate_bps(rate)
+        burst = tbf_burst(rate)
         targets = [ctx.lab.topo.target(t).address for t in self._strings("targets", [])]
+        base = ctx.lab.capacities()
         for ns, dev in self._devs(ctx.lab):
             if not targets:
                 netns.run("tc", "-n", ns, "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate,
                           "burst", str(burst), "latency", "200ms")
             else:
                 batch = [f"qdisc replace dev {dev} root handle 1: htb default 10",
-                         f"class add dev {dev} parent 1: classid 1:10 htb rate 10gbit",
+                         f"class add dev {dev} parent 1: classid 1:10 htb rate {base.get((ns, dev), '10gbit')}",
                          f"class add dev {dev} parent 1: classid 1:20 htb rate {rate} ceil {rate} burst {burst}"]
                 for addr in targets:
                     for way in ("dst", "src"):
@@ -83,5 +84,5 @@ class Throttle(Action):
 
     def undo(self, ctx: Context) -> None:
         for ns, dev in self.applied:
-            netns.run("tc", "-n", ns, "qdisc", "del", "dev", dev, "root", check=False)
+            ctx.lab.restore_qdisc(ns, dev)     # back to the access capacity (or unshaped)
         self.applied.clear()

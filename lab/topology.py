@@ -28,6 +28,7 @@ class Node:
     prefix: str                  # the /24 this node announces; its .1 is the node's own address
     side: str                    # "domestic" (inside the country) or "international"
     access: str | None = None    # fixed / mobile / datacenter for nodes that host probes
+    capacity: str | None = None  # access link rate (tc tbf), e.g. "50mbit"; None = unshaped
 
     @property
     def address(self) -> str:
@@ -149,9 +150,9 @@ class Topology:
 def kazakhstan() -> Topology:
     """The default country: KZ with fixed, two mobile and a datacenter ASN behind one border."""
     nodes = [
-        Node("fix", "access", 64601, "KZ", "198.19.10.0/24", "domestic", "fixed"),
-        Node("mob1", "access", 64602, "KZ", "198.19.11.0/24", "domestic", "mobile"),
-        Node("mob2", "access", 64603, "KZ", "198.19.12.0/24", "domestic", "mobile"),
+        Node("fix", "access", 64601, "KZ", "198.19.10.0/24", "domestic", "fixed", "50mbit"),
+        Node("mob1", "access", 64602, "KZ", "198.19.11.0/24", "domestic", "mobile", "20mbit"),
+        Node("mob2", "access", 64603, "KZ", "198.19.12.0/24", "domestic", "mobile", "20mbit"),
         Node("dc", "datacenter", 64610, "KZ", "198.19.20.0/24", "domestic", "datacenter"),
         Node("core", "router", 64600, "KZ", "198.19.1.0/24", "domestic"),
         Node("border", "router", 64600, "KZ", "198.19.2.0/24", "domestic"),
@@ -178,8 +179,7 @@ def kazakhstan() -> Topology:
         Target("resolver-intl.lab", "intl", "198.19.100.53", "international", "resolver-intl", "dns", ()),
     ]
     probes = [ProbeSpec("fix-1", "fix"), ProbeSpec("fix-2", "fix"), ProbeSpec("mob1-1", "mob1"),
-              ProbeSpec("mob1-2", "mob1"), ProbeSpec("mob2-1", "mob2"), ProbeSpec("dc-1", "dc"),
-              ProbeSpec("out-1", "out")]
+              ProbeSpec("mob1-2", "mob1"), ProbeSpec("mob2-1", "mob2"), ProbeSpec("out-1", "out")]
     atlas = [AtlasProbe(1001, "fix"), AtlasProbe(1002, "fix"), AtlasProbe(1003, "mob1"),
              AtlasProbe(1004, "mob2"), AtlasProbe(1005, "dc")]
     topo = Topology("KZ", {n.name: n for n in nodes}, links, targets, probes, atlas)
