@@ -74,6 +74,12 @@ async def test_fetch_pass(env: tuple[Any, Settings, Store, Path]) -> None:
     assert sorted(set(rows)) == [("DE", 3320), ("KZ", 9198)]
     again = await asyncio.to_thread(fetch.fetch_once, store, Client(settings), settings)
     assert again.inserted == 0 and again.events_inserted == 0
+    # a probe that was cut off uploads a result measured 20 minutes ago, after the cursor moved on
+    late = state.one_off_result(1001, {"type": "ping", "target": "193.0.14.129"}, state.emulated[920001])
+    late["timestamp"] -= 1200
+    state.add_result(late)
+    third = await asyncio.to_thread(fetch.fetch_once, store, Client(settings), settings)
+    assert third.inserted == 1 and third.duplicates >= 8
 
 
 async def test_fetch_failure_keeps_cursor(env: tuple[Any, Settings, Store, Path]) -> None:

@@ -35,7 +35,10 @@ def fetch_once(store: Store, client: Client, settings: Settings, *, now: float |
     """Fetch [cursor, now] (or [since, now]); the cursor advances only when every request worked."""
     now = time.time() if now is None else now
     cursor = store.write_sync(lambda c: storage.get_state(c, CURSOR))
-    start = int(since if since is not None else cursor if cursor is not None else now - settings.lookback_s)
+    # Probes cut off from their controller keep measuring and upload later, with their original
+    # timestamps: every pass re-asks ``late_s`` before the cursor (duplicates are free: same ids).
+    start = int(since if since is not None else cursor - settings.late_s if cursor is not None
+                else now - settings.lookback_s)
     stop = int(now)
     counts = Counts()
     failed = False

@@ -20,6 +20,7 @@ class Settings:
     msm_ids: list[int] = field(default_factory=list)     # our own user-defined measurements to fetch
     poll_interval_s: float = 300.0        # how often the service fetches probes, events and results
     lookback_s: float = 3600.0            # first fetch window; later fetches resume from the last one
+    late_s: float = 21600.0               # each fetch re-asks this much before its cursor (late uploads)
     window_s: float = 86400.0             # longest time window asked for in one results request
     page_size: int = 500                  # `page_size` asked of paged listings
     timeout_s: float = 30.0               # per-request timeout
