@@ -157,16 +157,19 @@ def down_scopes(cc: str, probes: Mapping[str, ProbeInfo], down: Mapping[str, boo
     Raspberry Pi is not an outage.  The country needs at least half of every end-user access type.  An access type needs two down probes and every one of its
     (at least two) ASNs mostly down.  The country level counts end-user networks (not datacenters).
     """
-    known = [p for p in probes.values() if p.cc == cc and down.get(p.probe) is not None]
+    every = [p for p in probes.values() if p.cc == cc]
+    known = [p for p in every if down.get(p.probe) is not None]
     if not known:
         return []
     enduser = [p for p in known if p.access != "datacenter"] or known
+    all_enduser = [p for p in every if p.access != "datacenter"] or every
     d_end = [p for p in enduser if down[p.probe]]
-    kinds = {p.access for p in enduser}
-    every_kind = all(sum(1 for p in d_end if p.access == k) * 2 >= sum(1 for p in enduser if p.access == k)
-                     for k in kinds)
+    every_kind = all(any(p.access == k for p in enduser)           # known, and at least half down
+                     and sum(1 for p in d_end if p.access == k) * 2 >= sum(1 for p in enduser if p.access == k)
+                     for k in {p.access for p in all_enduser})
     if (len(d_end) >= 2 and len(d_end) / len(enduser) >= s.scope_fraction and every_kind
-            and len({p.asn for p in d_end}) >= min(2, len({p.asn for p in enduser}))):
+            and 2 * len(enduser) >= len(all_enduser)            # we know about most of the country
+            and len({p.asn for p in d_end}) >= min(2, len({p.asn for p in all_enduser}))):
         return [_hit("country", cc, d_end)]
     by_asn: dict[int | None, list[ProbeInfo]] = defaultdict(list)
     for p in known:

@@ -88,7 +88,14 @@ def detect(data: Dataset, since: float, until: float, s: Settings | None = None)
     for o in obs:
         firsts[o.group][o.cc] = min(o.ts, firsts[o.group].get(o.cc, math.inf))
     out_series = {cc: _Series(v) for cc, v in outside.items()}
-    live = Liveness(data.heartbeats, activity, interval, s.silence_factor)
+    contacts: dict[str, list[float]] = defaultdict(list)     # polls and upload receipts: reached us
+    for p, ts in data.heartbeats.items():
+        contacts[p].extend(ts)
+    if data.heartbeats:
+        for o in obs:
+            if o.received_ts is not None and o.probe in data.heartbeats:
+                contacts[o.probe].append(o.received_ts)
+    live = Liveness(contacts, activity, interval, s.silence_factor)
     base = Baselines(s)
     feed = sorted(obs, key=lambda o: (o.ts, o.mid))
     fed = 0

@@ -96,10 +96,15 @@ def outage_findings(m: Moment, cc: str, s: Settings, observed: set[Key]) -> list
     down: dict[str, bool | None] = {}
     for p, info in probes.items():
         st = m.states[p]
-        down[p] = None if st.status == "unknown" else st.down
-        if down[p] is not None:
+        # polling again but no fresh results yet is not health: its buffered results may still say
+        # otherwise (and during a partial upload, half the probes would look up)
+        down[p] = True if st.down else (False if st.status == "ok" else None)
+        if down[p] is False:
             observed.update(_scopes_of("outage", cc, info))
-    single_ok = {i.asn for p, i in probes.items() if m.states[p].measured and m.states[p].down and i.asn}
+    # one probe that measured failures may stand for its ASN - not a datacenter probe that still
+    # reaches the domestic targets it hosts (that is just a datacenter with no way abroad)
+    single_ok = {i.asn for p, i in probes.items() if m.states[p].measured and m.states[p].down and i.asn
+                 and not (i.access == "datacenter" and m.states[p].status == "domestic_only")}
     single_ok |= {sg.asn for sg in m.atlas if sg.asn is not None}
     W = m.interval * s.window_intervals
     rate, n, out_failed = success_rate([o for o in m.outside.get(cc, []) if o.ts > m.h - W])
@@ -205,7 +210,8 @@ def throttling_findings(m: Moment, cc: str, s: Settings, observed: set[Key]) -> 
                 cand[g] += [(p, o) for o, b in pairs if b]
     for g, found in sorted(cand.items()):
         f = _per_target_finding(m, cc, g, found, "throttling", s, None)
-        if f is None or (world.get(g) or 0) >= s.outside_max_slow:
+        if (f is None or len(f.details["probes"]) < s.targeted_min_probes
+                or (world.get(g) or 0) >= s.outside_max_slow):
             continue
         if world.get(g) is not None:
             f = _with_outside(f, s)

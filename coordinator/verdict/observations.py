@@ -40,6 +40,7 @@ class Obs:
     bytes: int | None = None
     http_status: int | None = None
     answers: tuple[str, ...] = ()
+    received_ts: float | None = None    # coordinator clock when it arrived: the probe could reach us
 
     @property
     def inside(self) -> bool:
@@ -91,7 +92,16 @@ def obs_from_row(row: Any) -> Obs:
         goodput_bps=float(goodput) if isinstance(goodput, (int, float)) else None,
         bytes=int(nbytes) if isinstance(nbytes, int) else None,
         http_status=int(status) if isinstance(status, int) else None, answers=answers,
+        received_ts=_received(row),
     )
+
+
+def _received(row: Any) -> float | None:
+    try:
+        value = row["received_ts"]
+    except (KeyError, IndexError):
+        return None
+    return float(value) if value is not None else None
 
 
 def derive_interval(obs: Iterable[Obs] | Iterable[tuple[Any, ...]], default: float = 300.0) -> float:

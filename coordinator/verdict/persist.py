@@ -27,6 +27,7 @@ from coordinator.verdict.tracker import Event
 
 log = logging.getLogger(__name__)
 FAMILY = {"blackout": "outage", "domestic_only": "outage"}
+RANK = {"country": 3, "access": 2, "asn": 1}
 
 
 def _family(kind: str) -> str:
@@ -153,9 +154,11 @@ def save_events(conn: sqlite3.Connection, events: list[Event], since: float, unt
                               (until, since)).fetchall()
         claimed: set[str] = set()
         for e in sorted(events, key=lambda x: (x.start_ts, x.scope)):
-            cands = [r for r in stored if r["event_id"] not in claimed and r["scope_type"] == e.scope_type
-                     and r["scope"] == e.scope and _family(r["kind"]) == _family(e.kind) and _overlaps(r, e)]
-            cands.sort(key=lambda r: (r["kind"] != e.kind, abs(r["start_ts"] - e.start_ts)))
+            cands = [r for r in stored if r["event_id"] not in claimed and r["cc"] == e.cc and _overlaps(r, e)
+                     and _family(r["kind"]) == _family(e.kind)
+                     and ((r["scope_type"], r["scope"]) == (e.scope_type, e.scope)
+                          or RANK.get(r["scope_type"], 0) < RANK.get(e.scope_type, 0))]   # widened since
+            cands.sort(key=lambda r: (r["scope"] != e.scope, r["kind"] != e.kind, abs(r["start_ts"] - e.start_ts)))
             if cands:
                 eid = cands[0]["event_id"]
                 old = json.loads(cands[0]["details"])
@@ -226,16 +229,21 @@ def _upsert(conn: sqlite3.Connection, eid: str, e: Event, now: float) -> int:
                      [(eid, mid) for mid in e.evidence])
     past = conn.execute("SELECT state, payload FROM event_transitions WHERE event_id = ? ORDER BY seq", (eid,)).fetchall()
     states = {p["state"] for p in past}
-    last_kind = json.loads(past[-1]["payload"]).get("kind") if past else e.kind
+    last = json.loads(past[-1]["payload"]) if past else {}
+    last_kind, last_scope = last.get("kind", e.kind), last.get("scope", e.scope)
     last_state = past[-1]["state"] if past else None
     written = 0
     for state, at in (("suspected", e.suspected_ts), ("confirmed", e.confirmed_ts), ("resolved", e.resolved_ts)):
         if at is not None and state not in states:
             _transition(conn, eid, state, at, now, {**snap, "state": state})
             last_state, written = state, written + 1
-    if last_state != e.state or last_kind != e.kind:     # reopened by late data, or reclassified
+    if last_state != e.state or last_kind != e.kind or last_scope != e.scope:   # reopened, reclassified, widened
         at = {"suspected": e.suspected_ts, "confirmed": e.confirmed_ts, "resolved": e.resolved_ts}[e.state]
-        note = {"reclassified_from": last_kind} if last_kind != e.kind else {"reopened": True}
+        note: dict[str, Any] = {"reopened": True} if last_state != e.state else {}
+        if last_kind != e.kind:
+            note["reclassified_from"] = last_kind
+        if last_scope != e.scope:
+            note["widened_from"] = last_scope
         _transition(conn, eid, e.state, at or e.suspected_ts, now, {**snap, **note})
         written += 1
     return written

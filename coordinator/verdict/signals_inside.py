@@ -48,14 +48,14 @@ class Liveness:
         return ts[i - 1] if i else None
 
     def status(self, probe: str, h: float) -> str:
-        """``alive``, ``silent`` or ``unknown`` at time h."""
-        if probe not in self.beats:
-            return "unknown"
-        last = self.last_seen(probe, h)
-        if last is None:
+        """``alive``, ``silent`` or ``unknown`` at time h, from polls only: a poll is the probe
+        reaching the coordinator; results it buffered say it was powered, not that it was connected."""
+        beats = self.beats.get(probe)
+        if not beats or beats[0] > h:
             return "unknown"
         gap = self.gap[probe]
-        if last > h - gap:
+        i = bisect.bisect_right(beats, h)
+        if i and beats[i - 1] > h - gap:
             return "alive"
         return "silent" if self.coordinator_listening(h - gap, h) else "unknown"
 

@@ -80,6 +80,7 @@ class Tracker:
         self.s = s
         self.step = interval * s.tick_fraction
         self.resolve_after = s.resolve_intervals * interval
+        self.throttle_resolve_after = s.throttle_resolve_intervals * interval
         self.open: dict[Key, _Episode] = {}
         self.pending: dict[Key, list[tuple[float, Finding]]] = {}
         self.done: list[_Episode] = []
@@ -124,7 +125,8 @@ class Tracker:
                 continue                                        # no data, or partly down: hold the state
             if ep.healthy_since is None:
                 ep.healthy_since = h
-            if h - ep.healthy_since >= self.resolve_after - 1e-9:
+            needed = self.throttle_resolve_after if key[0] == "throttling" else self.resolve_after
+            if h - ep.healthy_since >= needed - 1e-9:
                 self._close(ep, h, ep.healthy_since)
 
     def _close(self, ep: _Episode, h: float, ended: float, **note: Any) -> None:
@@ -138,7 +140,7 @@ class Tracker:
         episodes = sorted(self.done + list(self.open.values()), key=lambda e: (e.ticks[0][0], e.key))
         for ep in episodes:
             events += self._events(ep, live)
-        return events
+        return [e for e in events if not any(_inside(e, w) for w in events)]
 
     def _segments(self, ep: _Episode) -> list[tuple[str, list[tuple[float, Finding]]]]:
         if ep.key[0] != "outage":
@@ -200,6 +202,18 @@ class Tracker:
             out.append(Event(kind, f.scope_type, f.scope, f.cc, f.asn, f.access, f.target, start, first_h, conf,
                              end, rest, max(t.confidence for _, t in ticks), signals, list(evidence), details))
         return out
+
+
+def _inside(narrow: Event, wide: Event) -> bool:
+    """A narrower outage or throttling event overlapping a wider one of the same family and country
+    adds nothing to it (e.g. one ASN seen a moment before the whole country)."""
+    if (narrow.family != wide.family or narrow.cc != wide.cc or narrow.scope_type == "target"
+            or RANK[wide.scope_type] <= RANK[narrow.scope_type]):
+        return False
+    if wide.scope_type != "country" and narrow.access != wide.access and narrow.asn not in wide.details.get("asns", []):
+        return False
+    inf = float("inf")
+    return narrow.start_ts <= (wide.resolved_ts or inf) and (narrow.resolved_ts or inf) >= wide.start_ts
 
 
 def _cause(ticks: list[tuple[float, Finding]], live: Liveness, end: float | None) -> str:
