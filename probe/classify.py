@@ -31,6 +31,8 @@ ERRNO_FAILURES: dict[int, str] = {
 
 # getaddrinfo's own error codes (socket.gaierror)
 _GAI_NXDOMAIN = {getattr(socket, n) for n in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, n)}
+# the resolver itself unreachable or failing: typical inside a shutdown
+_GAI_LOOKUP = {getattr(socket, n) for n in ("EAI_AGAIN", "EAI_FAIL") if hasattr(socket, n)}
 
 
 def classify(exc: BaseException) -> str:
@@ -77,7 +79,9 @@ def _classify_one(exc: BaseException) -> str | None:
     if isinstance(exc, TimeoutError):
         return "timeout"
     if isinstance(exc, socket.gaierror):
-        return "dns_nxdomain" if exc.errno in _GAI_NXDOMAIN else None
+        if exc.errno in _GAI_NXDOMAIN:
+            return "dns_nxdomain"
+        return "dns_lookup_error" if exc.errno in _GAI_LOOKUP else None
     if isinstance(exc, OSError) and exc.errno in ERRNO_FAILURES:
         return ERRNO_FAILURES[exc.errno]
     if isinstance(exc, ConnectionRefusedError):

@@ -37,6 +37,7 @@ FAILURES: dict[str, str] = {
     "dns_nxdomain": "the resolver said the name does not exist",
     "dns_servfail": "the resolver answered SERVFAIL",
     "dns_refused": "the resolver answered REFUSED",
+    "dns_lookup_error": "the system resolver could not be reached or failed temporarily (EAI_AGAIN, EAI_FAIL)",
     "dns_no_answer": "the resolver answered NOERROR with no record of the asked type",
     "dns_bogon_answer": "an answer points into bogon, private or reserved space (tampering sign)",
     "tls_error": "the TLS handshake failed for a reason other than the certificate",
@@ -88,7 +89,7 @@ FIELDS: tuple[Field, ...] = (
     Field("runtime_s", (int, float), True, "wall time of the test in seconds"),
     Field("success", (bool,), True, "true when the test reached its target as the test defines it"),
     Field("failure", _OPT_STR, True, "null, a string of the failure vocabulary, or unknown_failure: <text>"),
-    Field("test_keys", (dict,), True, "the test's own results (see docs/tests.md)"),
+    Field("test_keys", (dict,), True, "the test's own results (see docs/tests/<test>.md)"),
     Field("annotations", (dict,), False, "free-form string annotations: probe software version, platform"),
 )
 FIELD_NAMES = tuple(f.name for f in FIELDS)

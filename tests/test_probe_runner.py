@@ -180,6 +180,7 @@ def test_classifier_tables_stay_in_the_vocabulary() -> None:
     (OSError(errno.EHOSTUNREACH, "no route"), "host_unreachable"),
     (OSError(errno.ENETUNREACH, "net"), "network_unreachable"),
     (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "dns_nxdomain"),
+    (socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"), "dns_lookup_error"),
     (ssl.SSLCertVerificationError(1, "certificate verify failed"), "tls_certificate_error"),
     (ssl.SSLError(1, "wrong version number"), "tls_error"),
     (dns.exception.Timeout(), "timeout"),
