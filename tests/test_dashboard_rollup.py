@@ -31,7 +31,7 @@ def test_rollup_is_complete_and_takes_late_uploads(tmp_path: Path) -> None:
         assert tuple(conn.execute("SELECT sum(n), sum(ok) FROM dashboard_rollup WHERE bucket_s = ?", (level,)).fetchone()) == (
             total, ok)
     tput = conn.execute("SELECT sum(tput_n), sum(tput_sum) FROM dashboard_rollup WHERE bucket_s = 600").fetchone()
-    direct = conn.execute("SELECT count(*), sum(json_extract(test_keys, '$.throughput_bps')) FROM measurements "
+    direct = conn.execute("SELECT count(*), sum(json_extract(test_keys, '$.goodput_bps')) FROM measurements "
                           "WHERE test_name = 'throughput' AND success = 1").fetchone()
     assert tput[0] == direct[0] and tput[1] == pytest.approx(direct[1])
     late = make_record(test_name="tcp", test_version="1.0.0", target="198.18.100.10:443",

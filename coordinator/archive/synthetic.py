@@ -53,12 +53,14 @@ def _keys(test: str, rng: random.Random, up: bool, slow: bool, i: int, tgt: str)
                 "sent": 3, "received": 3 if up else 0, "min_rtt_ms": min(rtts) if up else None,
                 "median_rtt_ms": sorted(rtts)[1] if up else None,
                 "mean_rtt_ms": round(sum(rtts) / 3, 3) if up else None, "max_rtt_ms": max(rtts) if up else None}
-    if test == "traceroute":
-        hops = [{"ttl": h, "responses": [{"address": f"198.18.{h}.1", "rtt_ms": round(rtt * h / 4, 3)}]}
-                for h in range(1, 5 if up else 3)]
+    if test == "traceroute":      # the keys of probe/probers/traceroute.py
+        hops = [{"ttl": h, "address": f"198.18.{h}.1", "rtt_ms": round(rtt * h / 4, 3), "icmp_type": 11,
+                 "icmp_code": 0, "kind": "time_exceeded", "source": "probed"} for h in range(1, 5 if up else 3)]
         if not up:
-            hops.append({"ttl": 3, "responses": [{"address": None, "rtt_ms": None}]})
-        return {"address": tgt, "protocol": "udp", "paris_id": i % 16, "hops": hops, "destination_responded": up}
+            hops.append({"ttl": 3, "address": None, "rtt_ms": None, "icmp_type": None, "icmp_code": None,
+                         "kind": None, "source": "probed"})
+        return {"protocol": "udp", "resolved_address": tgt, "dst_port": 33434, "hops": hops,
+                "hop_count": len(hops), "destination_reached": up, "complete": True, "probes_sent": len(hops)}
     if test == "dns":
         return {"query": "gov.kz", "rcode": "NOERROR" if up else None, "response_ms": round(rtt, 3)}
     if test == "http":
@@ -66,7 +68,7 @@ def _keys(test: str, rng: random.Random, up: bool, slow: bool, i: int, tgt: str)
     if test == "tcp":
         return {"connect_ms": round(rtt, 3) if up else None}
     bps = rng.uniform(40e6, 90e6) / (20 if slow else 1)
-    return {"throughput_bps": round(bps, 1) if up else None, "bytes": int(bps / 8) if up else 0}
+    return {"goodput_bps": round(bps, 1) if up else None, "bytes": int(bps / 8) if up else 0}
 
 
 TARGETS = {"ping": "198.18.100.10", "traceroute": "198.18.100.10", "dns": "198.18.100.53",

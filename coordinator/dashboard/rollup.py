@@ -12,7 +12,7 @@ import sqlite3
 LEVELS = (10, 60, 600, 3600)
 MAX_BUCKETS = 1500
 CHUNK_ROWS = 50_000
-THROUGHPUT_KEY = "$.throughput_bps"
+THROUGHPUT_KEY = "$.goodput_bps"          # probe/probers/throughput.py
 
 # One pass over the new measurements into finest-level buckets, then every level from those.
 _CHUNK = f"""
