@@ -13,10 +13,10 @@ The output parses with ``ripe.atlas.sagan`` unchanged (``Result.get(line)``).  M
 Test keys read (aliases in brackets): ping (``probe/probers/ping.py``) - ``packets`` [``replies``]
 list of ``{rtt_ms, ttl}`` (``rtt_ms`` null for a lost packet), ``resolved_address`` [``address``,
 ``dst_addr``, ``ip``], ``size_bytes`` [``size``, ``packet_size``], and when there is no packet
-list ``sent``/``received`` and ``min_rtt_ms``/``mean_rtt_ms``/``max_rtt_ms``; traceroute - ``hops`` list of ``{ttl
-[hop], responses [replies, probes, packets]: [{address [from, ip], rtt_ms, ttl [reply_ttl],
-size, icmp_type, icmp_code}]}`` (or a hop with ``address``/``rtt_ms`` itself), ``protocol``,
-``paris_id`` [``flow_id``], ``address``.
+list ``sent``/``received`` and ``min_rtt_ms``/``mean_rtt_ms``/``max_rtt_ms``; traceroute
+(``probe/probers/traceroute.py``) - ``protocol``, ``resolved_address``, ``hops`` list of ``{ttl,
+address, rtt_ms, icmp_type, icmp_code}`` (one answer per hop), or hops holding several answers
+under ``responses`` [``replies``, ``probes``, ``packets``], and ``paris_id`` [``flow_id``].
 """
 
 from __future__ import annotations
