@@ -154,7 +154,7 @@ def down_scopes(cc: str, probes: Mapping[str, ProbeInfo], down: Mapping[str, boo
 
     ``down[p]`` is True (down), False (up) or None (unknown: not counted).  An ASN needs two down
     probes, or one whose ASN is in ``single_ok`` (measured dark, or Atlas agrees): one silent
-    Raspberry Pi is not an outage.  The country needs at least half of every end-user access type.  An access type needs two down probes and every one of its
+    Raspberry Pi is not an outage.  The country needs ``scope_fraction`` of every end-user access type.  An access type needs two down probes and every one of its
     (at least two) ASNs mostly down.  The country level counts end-user networks (not datacenters).
     """
     every = [p for p in probes.values() if p.cc == cc]
@@ -164,8 +164,9 @@ def down_scopes(cc: str, probes: Mapping[str, ProbeInfo], down: Mapping[str, boo
     enduser = [p for p in known if p.access != "datacenter"] or known
     all_enduser = [p for p in every if p.access != "datacenter"] or every
     d_end = [p for p in enduser if down[p.probe]]
-    every_kind = all(any(p.access == k for p in enduser)           # known, and at least half down
-                     and sum(1 for p in d_end if p.access == k) * 2 >= sum(1 for p in enduser if p.access == k)
+    every_kind = all(any(p.access == k for p in enduser)           # known, and mostly down
+                     and sum(1 for p in d_end if p.access == k)
+                     >= s.scope_fraction * sum(1 for p in enduser if p.access == k)
                      for k in {p.access for p in all_enduser})
     if (len(d_end) >= 2 and len(d_end) / len(enduser) >= s.scope_fraction and every_kind
             and 2 * len(enduser) >= len(all_enduser)            # we know about most of the country

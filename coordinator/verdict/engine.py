@@ -17,7 +17,7 @@ from typing import Any
 
 from coordinator.signals import Signal
 from coordinator.verdict.baselines import Baselines
-from coordinator.verdict.detectors import ProbeInfo, ProbeState, reachability_state
+from coordinator.verdict.detectors import ProbeInfo, ProbeState, reachability_state, success_rate
 from coordinator.verdict.findings import (
     Finding,
     Moment,
@@ -88,14 +88,11 @@ def detect(data: Dataset, since: float, until: float, s: Settings | None = None)
     for o in obs:
         firsts[o.group][o.cc] = min(o.ts, firsts[o.group].get(o.cc, math.inf))
     out_series = {cc: _Series(v) for cc, v in outside.items()}
-    contacts: dict[str, list[float]] = defaultdict(list)     # polls and upload receipts: reached us
-    for p, ts in data.heartbeats.items():
-        contacts[p].extend(ts)
-    if data.heartbeats:
-        for o in obs:
-            if o.received_ts is not None and o.probe in data.heartbeats:
-                contacts[o.probe].append(o.received_ts)
-    live = Liveness(contacts, activity, interval, s.silence_factor)
+    receipts: dict[str, list[float]] = defaultdict(list)     # uploads arriving: the probe reached us
+    for o in obs:
+        if o.received_ts is not None and o.probe in data.heartbeats:
+            receipts[o.probe].append(o.received_ts)
+    live = Liveness(data.heartbeats, activity, interval, s.silence_factor, receipts)
     base = Baselines(s)
     feed = sorted(obs, key=lambda o: (o.ts, o.mid))
     fed = 0
@@ -108,11 +105,12 @@ def detect(data: Dataset, since: float, until: float, s: Settings | None = None)
         while fed < len(feed) and feed[fed].ts <= h:
             base.feed(feed[fed])
             fed += 1
+        dark_view = {cc for cc, ser in out_series.items() if _dark(ser.window(h - W, h), s)}
         states: dict[str, ProbeState] = {}
-        for p in probes:
+        for p, info in probes.items():
             st = reachability_state(series[p].window(h - W, h), s) if p in series else ProbeState("unknown")
             if st.status == "unknown":
-                st = ProbeState(live.status(p, h))
+                st = ProbeState(live.status(p, h, info.cc in dark_view))
             states[p] = st
         active = atlas_down(data.atlas, h)
         moment = Moment(h=h, interval=interval, probes=probes, states=states, base=base, atlas=active,
@@ -128,6 +126,11 @@ def detect(data: Dataset, since: float, until: float, s: Settings | None = None)
         tracker.tick(h, findings, observed)
         h += step
     return tracker.finish(live)
+
+
+def _dark(window: list[Obs], s: Settings) -> bool:
+    rate, n, _ = success_rate(window)
+    return n >= s.min_observations and rate is not None and rate <= s.dark_max_success
 
 
 def _others(group_series: Mapping[str, _Series], h: float) -> Callable[[str, str, float], list[Obs]]:

@@ -109,10 +109,13 @@ def outage_findings(m: Moment, cc: str, s: Settings, observed: set[Key]) -> list
     W = m.interval * s.window_intervals
     rate, n, out_failed = success_rate([o for o in m.outside.get(cc, []) if o.ts > m.h - W])
     outside_down = n >= s.min_observations and rate is not None and rate <= s.dark_max_success
+    outside_up = n >= s.min_observations and rate is not None and rate >= 0.5
     out = []
     for hit in down_scopes(cc, probes, down, s, single_ok):
         sts = {p: m.states[p] for p in hit.probes}
         measured = {p: st for p, st in sts.items() if st.measured}
+        if hit.scope_type == "country" and not measured and outside_up and not atlas_for(m.atlas, cc, None):
+            continue                  # silence alone while the country's targets answer: not a national cut
         n_dom = sum(1 for st in measured.values() if st.status == "domestic_only")
         kind = None if not measured else ("domestic_only" if n_dom * 2 > len(measured) else "blackout")
         classes: set[str] = set()
@@ -127,7 +130,8 @@ def outage_findings(m: Moment, cc: str, s: Settings, observed: set[Key]) -> list
             evidence += out_failed
         classes = _finish_classes(m, cc, hit, classes)
         m_asns = {probes[p].asn for p in measured}
-        confirmed = (len(classes) >= 2 or (len(hit.probes) >= s.confirm_min_probes and len(hit.asns) >= s.confirm_min_asns)
+        by_count = len(hit.probes) >= s.confirm_min_probes and len(hit.asns) >= s.confirm_min_asns
+        confirmed = (len(classes) >= 2 or (by_count and (bool(measured) or hit.scope_type != "country"))
                      or (len(measured) >= 2 and (len(m_asns) >= s.confirm_min_asns or hit.scope_type == "asn")))
         details: dict[str, Any] = {"probes_down": len(hit.probes), "asns": list(hit.asns), "silent_probes": silent,
                                    "probes_known": sum(1 for p in probes if down[p] is not None)}

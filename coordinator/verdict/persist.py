@@ -165,6 +165,9 @@ def save_events(conn: sqlite3.Connection, events: list[Event], since: float, unt
                 if "previous_event" in old:
                     e.details.setdefault("previous_event", old["previous_event"])
                 out.updated.append(eid)
+            elif any(r["cc"] == e.cc and _family(r["kind"]) == _family(e.kind) and _overlaps(r, e)
+                     and RANK.get(r["scope_type"], 0) > RANK.get(e.scope_type, 0) for r in stored):
+                continue                     # inside a stored wider event: adds nothing, never announced
             else:
                 eid = event_id(e)
                 while conn.execute("SELECT 1 FROM events WHERE event_id = ?", (eid,)).fetchone():

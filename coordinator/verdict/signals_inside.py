@@ -18,15 +18,20 @@ from coordinator.verdict.observations import heartbeat_spacing
 
 class Liveness:
     def __init__(self, beats: Mapping[str, list[float]], activity: Mapping[str, list[float]], interval: float,
-                 silence_factor: float) -> None:
-        self.beats = {p: sorted(ts) for p, ts in beats.items()}
-        spacing = heartbeat_spacing(self.beats)
-        self.gap = {p: silence_factor * spacing.get(p, interval) for p in set(self.beats) | set(activity)}
+                 silence_factor: float, receipts: Mapping[str, list[float]] | None = None) -> None:
+        polls = {p: sorted(ts) for p, ts in beats.items()}
+        spacing = heartbeat_spacing(polls)
+        # silent after silence_factor x the median poll spacing, or 1.5 x the probe's own 90th
+        # percentile gap, whichever is longer: a probe whose polls stall under load is not cut off
+        self.fast_gap = {p: silence_factor * spacing.get(p, interval) for p in set(polls) | set(activity)}
+        self.gap = {p: max(g, 1.5 * _p90_gap(polls.get(p, []))) for p, g in self.fast_gap.items()}
+        # reaching the coordinator: polls, and uploads arriving (their received time)
+        self.beats = {p: sorted([*ts, *(receipts or {}).get(p, [])]) for p, ts in polls.items()}
         # every moment the probe showed itself: polls and measurement start times
         self.seen: dict[str, list[float]] = {}
         for p in set(self.beats) | set(activity):
             self.seen[p] = sorted([*self.beats.get(p, []), *activity.get(p, [])])
-        allbeats = sorted(t for ts in self.beats.values() for t in ts)
+        allbeats = sorted(t for ts in polls.values() for t in ts)
         self.all = allbeats
         med = sorted(spacing.values())[len(spacing) // 2] if spacing else interval
         self.global_gap = 1.5 * med
@@ -47,13 +52,15 @@ class Liveness:
         i = bisect.bisect_right(ts, h)
         return ts[i - 1] if i else None
 
-    def status(self, probe: str, h: float) -> str:
+    def status(self, probe: str, h: float, corroborated: bool = False) -> str:
         """``alive``, ``silent`` or ``unknown`` at time h, from polls only: a poll is the probe
-        reaching the coordinator; results it buffered say it was powered, not that it was connected."""
+        reaching the coordinator; results it buffered say it was powered, not that it was connected.
+        ``corroborated`` (the outside view of the probe's country is down) uses the plain
+        silence_factor x median spacing; otherwise also 1.5 x the probe's 90th percentile gap."""
         beats = self.beats.get(probe)
         if not beats or beats[0] > h:
             return "unknown"
-        gap = self.gap[probe]
+        gap = (self.fast_gap if corroborated else self.gap)[probe]
         i = bisect.bisect_right(beats, h)
         if i and beats[i - 1] > h - gap:
             return "alive"
@@ -63,6 +70,11 @@ class Liveness:
         ts = self.seen.get(probe, [])
         i = bisect.bisect_left(ts, a)
         return i < len(ts) and ts[i] <= b
+
+
+def _p90_gap(ts: list[float]) -> float:
+    gaps = sorted(b - a for a, b in itertools.pairwise(ts) if b > a)
+    return gaps[int(0.9 * (len(gaps) - 1))] if len(gaps) >= 5 else 0.0
 
 
 def atlas_down(signals: Sequence[Signal], h: float) -> list[Signal]:
