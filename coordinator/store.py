@@ -8,7 +8,6 @@ Atlas imports, Tocsin-record imports - goes through :func:`insert_measurements`,
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import threading
 import time
@@ -18,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+
 from coordinator import db as dbmod
-from probe.record import RecordError, canonical_json, content_hash, time_to_epoch, validate
+from probe.record import RecordError, canonical_json, content_hash, time_to_epoch, validate_epoch
 
 T = TypeVar("T")
 
@@ -53,8 +54,11 @@ class Outcome:
         return self.inserted + self.duplicates
 
 
-def row_from_record(record: dict[str, Any], received_ts: float) -> tuple[Any, ...]:
-    start_ts = time_to_epoch(record["start_time"])
+def row_from_record(record: dict[str, Any], received_ts: float, start_ts: float | None = None) -> tuple[Any, ...]:
+    """The measurements row of a validated record.  ``test_keys``/``annotations`` are stored as
+    orjson text (storage only: the content hash is over :func:`probe.record.canonical_json`)."""
+    if start_ts is None:
+        start_ts = time_to_epoch(record["start_time"])
     flags = []
     if start_ts > received_ts + FUTURE_TOLERANCE_S:
         flags.append("future_timestamp")
@@ -67,8 +71,8 @@ def row_from_record(record: dict[str, Any], received_ts: float) -> tuple[Any, ..
         record.get("task_id"), record["source"], record.get("probe_cc"), record.get("probe_asn"),
         record.get("probe_access"), record["start_time"], start_ts, record["runtime_s"],
         1 if record["success"] else 0, record["failure"],
-        json.dumps(record["test_keys"], separators=(",", ":"), ensure_ascii=False),
-        None if annotations is None else json.dumps(annotations, separators=(",", ":"), ensure_ascii=False),
+        orjson.dumps(record["test_keys"]).decode(),
+        None if annotations is None else orjson.dumps(annotations).decode(),
         received_ts, ",".join(flags) or None,
     )
 
@@ -87,13 +91,13 @@ def record_from_row(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
         "runtime_s": row["runtime_s"],
         "success": bool(row["success"]),
         "failure": row["failure"],
-        "test_keys": json.loads(row["test_keys"]),
+        "test_keys": orjson.loads(row["test_keys"]),
     }
     for key in ("campaign_id", "task_id", "probe_cc", "probe_asn", "probe_access"):
         if row[key] is not None:
             rec[key] = row[key]
     if row["annotations"] is not None:
-        rec["annotations"] = json.loads(row["annotations"])
+        rec["annotations"] = orjson.loads(row["annotations"])
     return rec
 
 
@@ -116,11 +120,11 @@ def insert_measurements(
     hashes: dict[str, str] = {}
     for index, record in enumerate(records):
         try:
-            validate(record)
+            start_ts = validate_epoch(record)
             reason = check(record) if check else None
             if reason:
                 raise RecordError(reason)
-            row = row_from_record(record, now)
+            row = row_from_record(record, now, start_ts)
         except RecordError as exc:
             out.rejected.append((index, str(exc)))
             continue

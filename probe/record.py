@@ -142,28 +142,39 @@ def content_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(record)).hexdigest()
 
 
+_FIELD_SET = frozenset(FIELD_NAMES)
+# (name, types, required, booleans allowed) once, so validation is a single cheap loop
+_CHECKS = tuple((f.name, f.types, f.required, bool in f.types) for f in FIELDS)
+
+
 def validate(record: Any) -> dict[str, Any]:
     """Check a record against the envelope; return it unchanged or raise :class:`RecordError`.
 
     Unknown envelope keys are refused (a typo must not silently lose a field); optional keys
     may be missing.
     """
+    validate_epoch(record)
+    return record
+
+
+def validate_epoch(record: Any) -> float:
+    """:func:`validate`, returning the epoch seconds of ``start_time`` (the store needs it)."""
     if not isinstance(record, dict):
         raise RecordError(f"a record must be a JSON object, not {type(record).__name__}")
-    unknown = sorted(set(record) - set(FIELD_NAMES))
-    if unknown:
+    if not record.keys() <= _FIELD_SET:
+        unknown = sorted(set(record) - _FIELD_SET)
         raise RecordError(f"unknown envelope key(s): {', '.join(unknown)}")
-    for f in FIELDS:
-        if f.name not in record:
-            if f.required:
-                raise RecordError(f"missing required key {f.name}")
+    for name, types, required, bool_ok in _CHECKS:
+        if name not in record:
+            if required:
+                raise RecordError(f"missing required key {name}")
             continue
-        value = record[f.name]
+        value = record[name]
         # bool is an int subclass: refuse True where an int is expected and vice versa.
-        if isinstance(value, bool) and bool not in f.types:
-            raise RecordError(f"{f.name} must be {_type_names(f.types)}, not a boolean")
-        if not isinstance(value, f.types):
-            raise RecordError(f"{f.name} must be {_type_names(f.types)}, not {type(value).__name__}")
+        if value.__class__ is bool and not bool_ok:
+            raise RecordError(f"{name} must be {_type_names(types)}, not a boolean")
+        if not isinstance(value, types):
+            raise RecordError(f"{name} must be {_type_names(types)}, not {type(value).__name__}")
     if record["schema_version"] != SCHEMA_VERSION:
         raise RecordError(f"schema_version {record['schema_version']} is not supported (this is {SCHEMA_VERSION})")
     if not _ID_RE.match(record["measurement_id"]):
@@ -183,14 +194,14 @@ def validate(record: Any) -> dict[str, Any]:
     access = record.get("probe_access")
     if access is not None and access not in ACCESS_TYPES:
         raise RecordError(f"probe_access must be one of {', '.join(ACCESS_TYPES)}")
-    parse_time(record["start_time"])
+    epoch = parse_time(record["start_time"]).timestamp()
     runtime = record["runtime_s"]
     if not 0 <= runtime < 86400:
         raise RecordError("runtime_s must be between 0 and 86400")
     failure = record["failure"]
-    if failure is not None and not is_known_failure(failure):
+    if failure is not None and failure not in FAILURES and not failure.startswith(UNKNOWN_FAILURE_PREFIX):
         raise RecordError(f"failure {failure!r} is not in the failure vocabulary")
-    return record
+    return epoch
 
 
 def _type_names(types: tuple[type, ...]) -> str:
