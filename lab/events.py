@@ -32,9 +32,15 @@ def read_events(data_dir: Path) -> list[dict[str, Any]]:
     try:
         events = [dict(r) for r in conn.execute("SELECT * FROM events ORDER BY start_ts")]
         trans: dict[str, list[dict[str, Any]]] = {}
-        for r in conn.execute("SELECT event_id, state, at_ts, recorded_ts FROM event_transitions ORDER BY seq"):
+        for r in conn.execute("SELECT event_id, state, at_ts, recorded_ts, payload FROM event_transitions ORDER BY seq"):
+            try:
+                payload = json.loads(r["payload"])
+            except (TypeError, ValueError):
+                payload = {}
+            # the kind and scope at that moment: an event may be re-classified as data arrives
             trans.setdefault(r["event_id"], []).append({"state": r["state"], "at_ts": r["at_ts"],
-                                                        "recorded_ts": r["recorded_ts"]})
+                                                        "recorded_ts": r["recorded_ts"], "kind": payload.get("kind"),
+                                                        "scope": payload.get("scope")})
     except sqlite3.OperationalError:
         return []
     finally:

@@ -28,8 +28,11 @@ def _scope_ok(exp: dict[str, Any], ev: dict[str, Any]) -> bool:
     return any(a in alternatives for a in accepted)
 
 
-def _first(ev: dict[str, Any], states: tuple[str, ...], after: float) -> float | None:
-    times = [t["recorded_ts"] for t in ev.get("transitions", []) if t["state"] in states and t["recorded_ts"] >= after]
+def _first(ev: dict[str, Any], states: tuple[str, ...], after: float, kind: str | None = None) -> float | None:
+    """Wall time of the first transition to one of ``states`` after ``after`` - while the event
+    already had the expected ``kind`` (events can be re-classified as late data arrive)."""
+    times = [t["recorded_ts"] for t in ev.get("transitions", []) if t["state"] in states and t["recorded_ts"] >= after
+             and (kind is None or t.get("kind") in (None, kind))]
     return min(times) if times else None
 
 
@@ -63,8 +66,8 @@ def score(result: dict[str, Any]) -> dict[str, Any]:
         if match is not None:
             used.add(match["event_id"])
             after = fault - SLACK_INTERVALS * iv
-            sus = _first(match, ("suspected", "confirmed"), after)
-            conf = _first(match, ("confirmed",), after)
+            sus = _first(match, ("suspected", "confirmed"), after, exp["kind"])
+            conf = _first(match, ("confirmed",), after, exp["kind"])
             res = _first(match, ("resolved",), repair) if repair is not None else None
             row["found"] = {"event_id": match["event_id"], "kind": match["kind"], "scope_type": match.get("scope_type"),
                             "scope": match.get("scope"), "state": match.get("state"),
@@ -73,7 +76,8 @@ def score(result: dict[str, Any]) -> dict[str, Any]:
                             "resolved_s": None if res is None or repair is None else res - repair}
         rows.append(row)
     false = [{"event_id": ev["event_id"], "kind": ev.get("kind"), "scope_type": ev.get("scope_type"),
-              "scope": ev.get("scope"), "state": ev.get("state"), "start_s": float(ev["start_ts"]) - t0}
+              "scope": ev.get("scope"), "state": ev.get("state"), "start_s": float(ev["start_ts"]) - t0,
+              "retracted": bool((ev.get("details") or {}).get("retracted")) if isinstance(ev.get("details"), dict) else False}
              for ev in found if ev["event_id"] not in used]
     required = [r for r in rows if not r["expected"].get("optional")]
     return {"scenario": result["scenario"], "interval_s": iv, "negative": not required,
@@ -108,7 +112,8 @@ def render(cards: list[dict[str, Any]]) -> str:
                          f"  confirmed {_lat(f['confirmed_s'], c['interval_s'])}"
                          f"  resolved {_lat(f['resolved_s'], c['interval_s'])}")
         for fe in c["false"]:
-            lines.append(f"  FALSE   {fe['kind']} {fe['scope_type']} {fe['scope']} [{fe['state']}] from {fe['start_s']:+.1f}s")
+            lines.append(f"  FALSE   {fe['kind']} {fe['scope_type']} {fe['scope']} [{fe['state']}] from {fe['start_s']:+.1f}s"
+                         + ("  (later retracted)" if fe.get("retracted") else ""))
         for err in c["errors"]:
             lines.append(f"  error   {err}")
     recall = f"{100 * hit / total:.0f}%" if total else "n/a"

@@ -122,3 +122,15 @@ def test_negative_scenario_scores_every_event_false():
               "events": [_event("e", "blackout", "asn", "AS64601", 5, [("suspected", 6)])]}
     card = score(result)
     assert card["negative"] and len(card["false"]) == 1 and card["recall"] == (0, 0)
+
+
+def test_latency_counts_from_the_transition_with_the_expected_kind():
+    ev = _event("e", "domestic_only", "country", "KZ", 1, [("suspected", 5), ("confirmed", 20)])
+    ev["transitions"][0]["kind"] = "blackout"          # first called a blackout, re-classified later
+    ev["transitions"][1]["kind"] = "domestic_only"
+    ev["details"] = {"retracted": False}
+    result = {"scenario": "s", "interval_s": 3.0, "t0": 0.0, "duration_s": 40, "steps": [],
+              "expects": [{"kind": "domestic_only", "scope_type": "country", "scope": ["KZ"], "fault": 0, "repair": 30}],
+              "events": [ev]}
+    row = score(result)["rows"][0]
+    assert row["found"]["suspected_s"] == 20 and row["found"]["confirmed_s"] == 20
