@@ -131,16 +131,7 @@ def _ingest_job(conn: sqlite3.Connection, probe_id: str, items: list[dict[str, A
     accepted = set(out.accepted)
     inserted = set(out.inserted)
     flags = dict(out.flagged)
-    by_id: dict[str, list[int]] = {}
-    for k, (_i, it) in enumerate(rec_items):
-        mid = it["record"].get("measurement_id")
-        if isinstance(mid, str):
-            by_id.setdefault(mid, []).append(k)
-    for k, reason in out.rejected:
-        if k < 0:  # conflict with a stored record: the store names the id
-            mid = reason.split("measurement_id ", 1)[1].split(" ", 1)[0]
-            ks = [j for j in by_id.get(mid, []) if j not in results]
-            k = ks[0] if ks else 0
+    for k, reason in out.rejected:   # k: index in `records`, as the store reports it
         i = rec_items[k][0]
         results[k] = {"index": i, "measurement_id": records[k].get("measurement_id") if isinstance(records[k], dict) else None,
                       "status": "rejected", "reason": reason}

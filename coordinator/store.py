@@ -116,6 +116,7 @@ def insert_measurements(
     now = time.time() if received_ts is None else received_ts
     out = Outcome()
     rows: list[tuple[Any, ...]] = []
+    indices: list[int] = []
     ids: list[str] = []
     hashes: dict[str, str] = {}
     for index, record in enumerate(records):
@@ -137,6 +138,7 @@ def insert_measurements(
             continue
         hashes[mid] = row[1]
         rows.append(row)
+        indices.append(index)
         ids.append(mid)
         if row[-1]:
             out.flagged.append((mid, row[-1]))
@@ -150,13 +152,13 @@ def insert_measurements(
             q = f"SELECT measurement_id, content_hash FROM measurements WHERE measurement_id IN ({','.join('?' * len(chunk))})"
             existing.update((r[0], r[1]) for r in conn.execute(q, chunk))
         fresh = []
-        for row in rows:
+        for index, row in zip(indices, rows, strict=True):
             mid = row[0]
             if mid in existing:
                 if existing[mid] == row[1]:
                     out.duplicates.append(mid)
                 else:
-                    out.rejected.append((-1, f"conflict: measurement_id {mid} is already stored with different content"))
+                    out.rejected.append((index, f"conflict: measurement_id {mid} is already stored with different content"))
                     out.flagged = [f for f in out.flagged if f[0] != mid]
             else:
                 fresh.append(row)

@@ -129,3 +129,10 @@ async def test_store_writer_and_reader_threads(tmp_path: Path) -> None:
             await store.read(lambda c: c.execute("DELETE FROM measurements"))
     finally:
         store.close()
+
+
+def test_conflict_with_stored_row_names_its_batch_index(conn: sqlite3.Connection) -> None:
+    r = rec(1)
+    insert_measurements(conn, [r])
+    out = insert_measurements(conn, [rec(2), dict(r, runtime_s=9.0)])
+    assert [i for i, _ in out.rejected] == [1]
