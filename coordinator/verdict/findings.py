@@ -24,7 +24,7 @@ from coordinator.verdict.detectors import (
     per_target,
     success_rate,
 )
-from coordinator.verdict.observations import Obs
+from coordinator.verdict.observations import REACHABILITY_TESTS, Obs
 from coordinator.verdict.settings import Settings
 from coordinator.verdict.signals_inside import Liveness, atlas_for
 
@@ -152,7 +152,20 @@ def outage_findings(m: Moment, cc: str, s: Settings, observed: set[Key]) -> list
 
 
 def _judged(m: Moment, obs: Sequence[Obs]) -> list[tuple[Obs, bool]]:
-    return [(o, m.base.slow[o.mid]) for o in obs if o.test == "throughput" and o.mid in m.base.slow]
+    """Judged throughput results; a download cut short by its timeout only counts when the probe
+    reached that target (or, if it only downloads from it, a target of the same category) while it
+    ran: a download that never connected is unreachability, not slowness."""
+    out = []
+    for o in obs:
+        if o.test != "throughput" or o.mid not in m.base.slow:
+            continue
+        if o.failure == "timeout":
+            same = [x for x in obs if x.test in REACHABILITY_TESTS and x.group == o.group]
+            near = same or [x for x in obs if x.test in REACHABILITY_TESTS and x.category == o.category]
+            if not any(x.ok and o.ts - m.interval / 2 <= x.ts <= o.ts + o.runtime_s for x in near):
+                continue
+        out.append((o, m.base.slow[o.mid]))
+    return out
 
 
 def _slow_share(items: Sequence[tuple[Obs, bool]]) -> float | None:
