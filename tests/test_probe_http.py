@@ -199,6 +199,22 @@ async def test_https_with_phase_timings(tls: str, tls_cafile: str) -> None:
     assert hop["tls_version"] in ("TLSv1.2", "TLSv1.3")
 
 
+async def test_concurrent_https_tests_share_one_context_but_not_their_timings(tls: str, tls_cafile: str,
+                                                                             plain: str) -> None:
+    ctx = Context(guard=Guard(LAB), timeout_s=10, extra={"ssl_cafile": tls_cafile})
+    params = validate_params("http", {})
+    urls = [tls + "/ok"] * 6 + [plain + "/ok"] * 3
+    outcomes = await asyncio.gather(*(http.run(u, params, ctx) for u in urls))
+    for url, outcome in zip(urls, outcomes, strict=True):
+        hop = outcome.test_keys["redirects"][0]
+        assert outcome.success, outcome
+        if url.startswith("https"):
+            assert hop["tls_ms"] is not None and hop["tls_version"] in ("TLSv1.2", "TLSv1.3")
+        else:  # a plain request running beside TLS handshakes must not pick up their marks
+            assert hop["tls_ms"] is None and hop["tls_version"] is None
+    assert http.make_ssl_context(True, tls_cafile) is http.make_ssl_context(True, tls_cafile)
+
+
 async def test_https_trusted_through_the_environment(tls: str, tls_cafile: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", tls_cafile)

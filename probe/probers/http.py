@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import codecs
+import contextvars
 import hashlib
+import os
 import socket
 import ssl
 import time
@@ -90,24 +92,54 @@ class PinnedResolver(AbstractResolver):
 
 
 class TimedSSLContext(ssl.SSLContext):
-    """Notes when the TLS handshake starts (asyncio calls ``wrap_bio`` once TCP is connected)."""
+    """Notes when a TLS handshake starts (asyncio calls ``wrap_bio`` once TCP is connected).
 
-    handshake_started: float = 0.0
-    last_object: ssl.SSLObject | None = None
+    One context is shared by every test of the process (building one costs ~60-90 ms of CPU for
+    the trust store).  The start is written to the :class:`HopTimer` of the request being made,
+    found through a context variable: asyncio runs ``wrap_bio`` in the context of the task that
+    opened the connection, so concurrent tests never see each other's marks.
+    """
 
     def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
-        self.handshake_started = time.perf_counter()
-        self.last_object = super().wrap_bio(*args, **kwargs)
-        return self.last_object
+        started = time.perf_counter()
+        obj = super().wrap_bio(*args, **kwargs)
+        timer = _CURRENT_TIMER.get()
+        if timer is not None:
+            timer.tls_started, timer.tls_object = started, obj
+        return obj
+
+
+def load_system_trust(context: ssl.SSLContext) -> None:
+    """The system's trust store, loaded lazily from the hashed directory when there is one
+    (``SSL_CERT_FILE`` still wins when set)."""
+    paths = ssl.get_default_verify_paths()
+    capath = paths.capath
+    if not os.environ.get(paths.openssl_cafile_env) and capath and os.path.isdir(capath) and any(
+            name.endswith(".0") for name in os.listdir(capath)):
+        context.load_verify_locations(capath=capath)
+    else:
+        context.load_default_certs()
+
+
+_CONTEXTS: dict[tuple[bool, str | None, str | None, str | None], TimedSSLContext] = {}
+_CURRENT_TIMER: contextvars.ContextVar[HopTimer | None] = contextvars.ContextVar("tocsin_http_timer", default=None)
 
 
 def make_ssl_context(verify: bool, cafile: str | None) -> TimedSSLContext:
-    context = TimedSSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if verify:
-        context.load_verify_locations(cafile=cafile) if cafile else context.load_default_certs()
-    else:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+    """The process's shared client context for (verify, cafile, trust environment), built on first use."""
+    key = (verify, cafile, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    context = _CONTEXTS.get(key)
+    if context is None:
+        context = TimedSSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if verify:
+            if cafile:
+                context.load_verify_locations(cafile=cafile)
+            else:
+                load_system_trust(context)
+        else:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        _CONTEXTS[key] = context
     return context
 
 
@@ -116,18 +148,21 @@ def _ms(start: float | None, end: float | None) -> float | None:
 
 
 class HopTimer:
-    def __init__(self, tls: TimedSSLContext) -> None:
-        self.tls = tls
+    """Phase marks of one request (one hop of a redirect chain)."""
+
+    def __init__(self) -> None:
         self.marks: dict[str, float] = {}
+        self.tls_started: float | None = None
+        self.tls_object: ssl.SSLObject | None = None
 
     def mark(self, name: str) -> None:
         self.marks.setdefault(name, time.perf_counter())
 
     def phases(self) -> dict[str, Any]:
         m = self.marks
-        tls_start = self.tls.handshake_started if self.tls.handshake_started >= m.get("connect_start", 1e18) else None
+        tls_start = self.tls_started
         connected = tls_start if tls_start is not None else m.get("connect_end")
-        tls_object = self.tls.last_object if tls_start is not None else None
+        tls_object = self.tls_object
         return {"connect_ms": _ms(m.get("connect_start"), connected),
                 "tls_ms": _ms(tls_start, m.get("connect_end")),
                 "tls_version": tls_object.version() if tls_object is not None else None,
@@ -196,12 +231,14 @@ class GuardedClient:
             hop["dns_ms"] = _ms(t0, time.perf_counter())
             hop["addresses"] = addresses
             self.resolver.pins[url.host or ""] = addresses
-            timer = HopTimer(self.tls)
+            timer = HopTimer()
+            token = _CURRENT_TIMER.set(timer)
             try:
                 headers = {"User-Agent": self.user_agent, **request.pop("headers", {})}
                 resp = await self.session.request(method, url, allow_redirects=False, trace_request_ctx=timer,
                                                   headers=headers, **request)
             finally:
+                _CURRENT_TIMER.reset(token)
                 hop.update(timer.phases())
             hop["status"] = resp.status
             hop["http_version"] = f"{resp.version.major}.{resp.version.minor}" if resp.version else None
