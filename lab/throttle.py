@@ -70,7 +70,7 @@ class Throttle(Action):
         for ns, dev in self._devs(ctx.lab):
             if not targets:
                 netns.run("tc", "-n", ns, "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate,
-                          "burst", str(burst), "latency", "200ms")
+                          "burst", str(burst), "latency", "400ms")
             else:
                 batch = [f"qdisc replace dev {dev} root handle 1: htb default 10",
                          f"class add dev {dev} parent 1: classid 1:10 htb rate {base.get((ns, dev), '10gbit')}",
