@@ -94,6 +94,8 @@ def test_manifest_contents(bundle: Path) -> None:
     assert m["time_range"]["since"] == "2022-01-05T00:00:00Z" and m["time_range"]["until"] == "2022-01-06T00:00:00Z"
     assert m["counts"]["events"] == 2 and m["counts"]["evidence_links"] == 50 and m["counts"]["probes"] == N_PROBES
     assert m["detector"]["versions_in_events"] == ["synthetic-1"]
+    assert m["detector"]["version"] == "verdict-1.0"
+    assert m["detector"]["thresholds"]["scope_fraction"] == 0.66  # the [verdict] settings in force
     assert m["signing_key"]["algorithm"] == "ed25519"
     assert {f["path"] for f in m["files"]} >= {"events.jsonl", "probes.jsonl", "measurements/ping.jsonl.gz",
                                                "atlas/ping.jsonl.gz", "atlas/traceroute.jsonl.gz"}

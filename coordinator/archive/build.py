@@ -11,6 +11,7 @@ embargo_s <= now``; the manifest counts what was withheld and says until when.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -84,16 +85,27 @@ def embargoes(conn: sqlite3.Connection) -> dict[str, float]:
 
 
 def _detector_info(versions: list[str]) -> dict[str, Any]:
+    """Detector version and thresholds: the thresholds are filled in by :func:`build`, which knows
+    the data directory whose configuration the verdict engine runs with."""
     info: dict[str, Any] = {"versions_in_events": versions, "version": None, "thresholds": None}
     try:
-        verdict = importlib.import_module("coordinator.verdict")
+        settings_mod = importlib.import_module("coordinator.verdict.settings")
     except ImportError:
         return info
-    info["version"] = getattr(verdict, "DETECTOR_VERSION", None)
-    thresholds = getattr(verdict, "THRESHOLDS", None)
-    if thresholds is not None:
-        info["thresholds"] = json.loads(json.dumps(thresholds, default=lambda o: getattr(o, "__dict__", str(o))))
+    info["version"] = getattr(settings_mod, "DETECTOR_VERSION", None)
     return info
+
+
+def _verdict_thresholds(data_dir: str | Path) -> dict[str, Any] | None:
+    """The ``[verdict]`` settings in force for ``data_dir`` (its coordinator.toml and environment)."""
+    from coordinator.config import load_config
+
+    try:
+        section = load_config(data_dir=data_dir).section("verdict")
+    except KeyError:
+        return None
+    result: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(section), default=str))
+    return result
 
 
 def _atlas_table_ids(conn: sqlite3.Connection) -> set[int]:
@@ -158,6 +170,7 @@ def build(data_dir: str | Path, spec: Spec, settings: Settings | None = None, *,
         conn.execute("BEGIN")            # one snapshot for measurements, events and probes
         body = _build_into(conn, tmp, spec, settings, fmts, now)
         conn.execute("COMMIT")
+        body["detector"]["thresholds"] = _verdict_thresholds(data_dir)
         manifest.write_signed(tmp, body, signing.load_or_create_key(data_dir))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
