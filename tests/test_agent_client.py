@@ -1,0 +1,78 @@
+"""The agent's coordinator client: endpoints tried in order, the one that answered tried first next
+time, the clock offset learnt from the ``Date`` header.  Real aiohttp servers on loopback."""
+
+from __future__ import annotations
+
+import email.utils
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from probe.agent.client import Client, Unreachable
+
+SKEW_S = 120.0
+
+
+def closed_port() -> int:
+    """A loopback port with nothing listening (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
+    seen: list[dict[str, str]] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        resp = web.json_response({"ok": True})
+        # a coordinator whose clock runs SKEW_S ahead of ours
+        resp.headers["Date"] = email.utils.formatdate(time.time() + SKEW_S, usegmt=True)
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/api/v1/echo", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}", seen
+    finally:
+        await runner.cleanup()
+
+
+async def test_falls_back_in_order_and_remembers_the_endpoint_that_answered(server: tuple[str, list]) -> None:
+    url, seen = server
+    dead = f"http://127.0.0.1:{closed_port()}"
+    async with Client([dead, url], Ed25519PrivateKey.generate(), timeout_s=5) as client:
+        answer = await client.post("/api/v1/echo", b"{}")
+        assert answer.status == 200 and answer.endpoint == url and answer.doc == {"ok": True}
+        assert client.endpoints == [url, dead]          # the working one first next time
+        await client.post("/api/v1/echo", b"{}")
+    assert len(seen) == 2
+    for headers in seen:   # signed on every endpoint it tries
+        assert {"X-Tocsin-Probe", "X-Tocsin-Timestamp", "X-Tocsin-Nonce", "X-Tocsin-Signature"} <= set(headers)
+    assert seen[0]["X-Tocsin-Nonce"] != seen[1]["X-Tocsin-Nonce"]
+
+
+async def test_clock_offset_from_the_date_header(server: tuple[str, list]) -> None:
+    url, _ = server
+    async with Client([url], Ed25519PrivateKey.generate(), timeout_s=5) as client:
+        await client.post("/api/v1/echo", b"{}")
+        # Date has one-second resolution: the estimate is within a second of the real skew
+        assert abs(client.clock_offset_s - SKEW_S) <= 1.0
+
+
+async def test_every_endpoint_down_names_each_one() -> None:
+    dead1, dead2 = f"http://127.0.0.1:{closed_port()}", f"http://127.0.0.1:{closed_port()}"
+    async with Client([dead1, dead2], Ed25519PrivateKey.generate(), timeout_s=5) as client:
+        with pytest.raises(Unreachable) as info:
+            await client.post("/api/v1/echo", b"{}")
+    assert dead1 in str(info.value) and dead2 in str(info.value)
