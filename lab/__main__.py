@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("scenario", help="scenario name (lab/scenarios/NAME.toml) or a .toml path")
     r.add_argument("--live", action="store_true", help="print the verdict timeline as it unfolds")
     r.add_argument("--keep", action="store_true", help="leave the lab up after the run")
+    r.add_argument("--no-atlas", action="store_true", help="run without the RIPE Atlas stand-in (Tocsin's own signals only)")
     r.add_argument("--results", type=Path, default=RESULTS_DIR, help=f"results directory (default {RESULTS_DIR})")
     s = sub.add_parser("scorecard", help="run scenarios (default: all) and print expected vs found events")
     s.add_argument("scenarios", nargs="*", help="scenario names (default: every scenario)")
@@ -71,7 +72,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from lab.topology import kazakhstan
 
         sc = scenario.load(args.scenario, Lab(kazakhstan(), args.prefix))
-        result = Run(sc, prefix=args.prefix, live=args.live, keep=args.keep, results_dir=args.results).execute()
+        result = Run(sc, prefix=args.prefix, live=args.live, keep=args.keep, results_dir=args.results,
+                     with_atlas=not args.no_atlas).execute()
         from lab.scorecard import render, score
 
         print(render([score(result)]))

@@ -36,8 +36,10 @@ def _on_signal(signum: int, frame: Any) -> None:
 class Run:
     def __init__(self, sc: Scenario, *, prefix: str = "tl", topo: Topology | None = None,
                  workdir: Path | None = None, live: bool = False, keep: bool = False,
-                 results_dir: Path = RESULTS_DIR, say: Callable[[str], None] = print) -> None:
+                 results_dir: Path = RESULTS_DIR, say: Callable[[str], None] = print,
+                 with_atlas: bool = True) -> None:
         self.sc = sc
+        self.with_atlas = with_atlas
         self.lab = Lab(topo or kazakhstan(), prefix, workdir)
         self.live, self.keep, self.say = live, keep, say
         self.results_dir = results_dir
@@ -105,7 +107,7 @@ class Run:
         services.start_services(lab, self.procs)
         self.update_atlas()
         extra = {}
-        why_not = atlas.available()
+        why_not = atlas.available() if self.with_atlas else "switched off (--no-atlas)"
         if why_not is None:
             ca, cert, key = atlas.make_certs(lab)
             self.commands["atlas-standin"] = (lab.ns("atlas"), atlas.standin_args(
