@@ -69,7 +69,11 @@ class Throttle(Action):
         base = ctx.lab.capacities()
         for ns, dev in self._devs(ctx.lab):
             if not targets:
-                netns.run("tc", "-n", ns, "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate,
+                # a fresh qdisc, never ``replace``: changing a tbf in place keeps its queue, and a GSO
+                # packet queued under the old, larger bucket can never fit the new one - the head of
+                # the queue blocks forever and the "throttled" network goes dark
+                netns.run("tc", "-n", ns, "qdisc", "del", "dev", dev, "root", check=False)
+                netns.run("tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf", "rate", rate,
                           "burst", str(burst), "latency", "400ms")
             else:
                 batch = [f"qdisc replace dev {dev} root handle 1: htb default 10",

@@ -7,6 +7,7 @@ real: TCP connects, HTTP GETs, downloads and DNS queries from inside probe names
 from __future__ import annotations
 
 import signal
+import subprocess
 
 import pytest
 
@@ -159,6 +160,26 @@ def test_throttle_an_access_type(env):
     finally:
         action.undo(ctx)
     assert 8e6 < check.download_bps(MOB1, CONTROL, 1_500_000) < 24e6     # back to the 20mbit capacity
+
+
+def test_throttle_applied_mid_download_leaves_the_network_usable(env):
+    """A download in flight fills the queue with GSO packets sized for the 20mbit bucket; a tbf changed
+    in place kept them, none fitted the 1mbit bucket and the network went dark (not slow) for good."""
+    for _ in range(3):
+        bulk = subprocess.Popen(["ip", "netns", "exec", MOB1, "curl", "-s", "-o", "/dev/null", "-m", "2",
+                                 f"http://{CONTROL}/bytes/20000000"])
+        try:
+            check.download_bps(MOB1, CONTROL, 100_000)               # the bulk transfer is under way
+            action, ctx = apply_undo(env, "throttle", {"access": "mobile", "rate": "1mbit"})
+            try:
+                bulk.wait(timeout=10)
+                assert tcp(MOB1, NEWS) == "ok"
+                assert 0.2e6 < check.download_bps(MOB1, CONTROL, 50_000, timeout_s=5) < 1.5e6
+            finally:
+                action.undo(ctx)
+        finally:
+            bulk.kill()
+            bulk.wait()
 
 
 def test_throttle_only_chosen_targets(env):
