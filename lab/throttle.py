@@ -27,7 +27,7 @@ def rate_bps(text: str) -> float:
 
 
 class Throttle(Action):
-    KIND = "throttle"
+    KIND: ClassVar[str] = "throttle"
     PARAMS: ClassVar[tuple[str, ...]] = ("rate", "access", "nodes", "targets")
     DOC = ("limit traffic of the chosen access networks (access=TYPE or nodes=[...], default all) to rate; "
            "with targets=[...] only traffic to/from those targets")
