@@ -9,9 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coordinator import db as dbmod
-from coordinator.store import Store, insert_measurements, iter_measurements, record_from_row
+from coordinator.store import (
+    Store,
+    fast_content_hash,
+    insert_measurements,
+    iter_measurements,
+    record_from_row,
+)
 from probe.record import content_hash, make_record
 
 
@@ -136,3 +144,20 @@ def test_conflict_with_stored_row_names_its_batch_index(conn: sqlite3.Connection
     insert_measurements(conn, [r])
     out = insert_measurements(conn, [rec(2), dict(r, runtime_s=9.0)])
     assert [i for i, _ in out.rejected] == [1]
+
+
+_json_scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+                 | st.floats(allow_nan=False, allow_infinity=False) | st.text())
+_json_values = st.recursive(_json_scalars, lambda inner: st.lists(inner, max_size=4)
+                            | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.text(max_size=12), _json_values, max_size=8))
+def test_fast_content_hash_equals_the_canonical_hash(doc: dict[str, Any]) -> None:
+    assert fast_content_hash(doc) == content_hash(doc)
+
+
+def test_fast_content_hash_on_exponent_floats_and_big_ints() -> None:
+    for doc in ({"x": 1e-07}, {"x": 1e16}, {"x": 2**70}, {"x": [1.5e300, -2e-5]}, {"s": "1e5 ünïcode \u2028 \x1f"}):
+        assert fast_content_hash(doc) == content_hash(doc)
