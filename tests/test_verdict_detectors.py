@@ -77,6 +77,21 @@ def test_baseline_is_not_dragged_down_by_slow_results() -> None:
     assert sorted(b.goodput_baseline(healthy[0])) == before                # frozen while it is slow
 
 
+def test_an_upper_bound_never_judges_a_download_healthy() -> None:
+    """A download cut off by its own time cap before the body (typical bytes / runtime is then far
+    above any throttle) is not evidence of health: it stays unjudged instead of counting as fast."""
+    b = Baselines(S)
+    for i in range(12):
+        b.feed(obs("throughput", goodput=20e6 + i * 1e5, group="speed", ts=i))
+    b.feed(obs("throughput", goodput=18e6, group="speed", ts=12))          # a healthy bound-free result
+    capped = obs("throughput", ok=False, failure="timeout", runtime=0.5, group="speed", ts=13)
+    b.feed(capped)                                  # bound 200_000 B x 8 / 0.5 s = 3.2 Mbit/s: not slow
+    assert capped.mid not in b.slow
+    slow_bound = obs("throughput", ok=False, failure="timeout", runtime=2.7, group="speed", ts=14)
+    b.feed(slow_bound)                              # bound 0.59 Mbit/s: slow whatever the truth below it
+    assert b.slow[slow_bound.mid] is True
+
+
 def test_dns_and_http_judgements() -> None:
     ref = {"198.19.100.10"}
     assert dns_tampered(obs("dns", ok=False, failure="dns_nxdomain"), ref, S)

@@ -58,6 +58,8 @@ class Baselines:
             return
         base = self.goodput_baseline(o)
         slow = is_slow(g, base, self.s)
+        if slow is False and not (o.ok and o.goodput_bps is not None):
+            slow = None          # an upper bound can show a download slow, never show it healthy
         if slow is not None:
             self.slow[o.mid] = slow
             med = statistics.median(base)
