@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import struct
+import warnings
 from collections.abc import AsyncIterator
 
 import pytest
@@ -122,3 +124,24 @@ async def test_reset_mid_transfer_is_a_failure_with_the_bytes_so_far() -> None:
     d = record["test_keys"]["download"]
     assert record["success"] is False and record["failure"] == "connection_reset"
     assert d["stopped_by"] == "error" and 0 < d["bytes"] <= 300_000 and d["failure"] == "connection_reset"
+
+
+async def test_a_download_cut_by_max_seconds_releases_its_connection(server: str) -> None:
+    """The response is closed when max_seconds ends the body, not left for the garbage collector
+    (which logged "Unclosed connection")."""
+    loop = asyncio.get_running_loop()
+    seen: list[str] = []
+    loop.set_exception_handler(lambda _loop, context: seen.append(str(context.get("message"))))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            params = {"max_seconds": 0.5}
+            record = await run_test("throughput", server + "/stream?total=10000000&rate=200000", params,
+                                    guard=Guard(LAB))
+            gc.collect()
+            await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert record["test_keys"]["download"]["stopped_by"] == "max_seconds"
+    unclosed = [str(w.message) for w in caught if "nclosed" in str(w.message)] + [m for m in seen if "nclosed" in m]
+    assert unclosed == []

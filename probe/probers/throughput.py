@@ -82,6 +82,7 @@ async def download(client: GuardedClient, target: str, params: ThroughputParams,
     t_body: float | None = None
     deadline = asyncio.get_running_loop().time() + params.max_seconds
     failure: str | None = None
+    resp = None
     try:
         async with asyncio.timeout_at(deadline):
             resp, failure = await client.follow(parse_url(target), method="GET", hops=hops,
@@ -111,7 +112,6 @@ async def download(client: GuardedClient, target: str, params: ThroughputParams,
                 if now >= next_sample:
                     samples.append([round((now - t0) * 1000, 3), received])
                     next_sample = now + params.sample_interval_s
-            resp.close()
     except TimeoutError:
         keys["stopped_by"] = "max_seconds"
         if received == 0:
@@ -123,6 +123,9 @@ async def download(client: GuardedClient, target: str, params: ThroughputParams,
     except (aiohttp.ClientError, OSError) as exc:
         failure = classify(exc)
         keys["stopped_by"] = "error"
+    finally:
+        if resp is not None:
+            resp.close()        # also when max_seconds cut the body short (no "Unclosed connection")
     _finish(keys, received, t_body)
     keys["failure"] = failure
     return keys, failure
