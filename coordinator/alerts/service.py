@@ -57,6 +57,10 @@ async def _deliveries(app: web.Application) -> AsyncIterator[None]:
     if settings.webhooks:
         loop = asyncio.get_running_loop()
         key = await loop.run_in_executor(None, signing.load_or_create_key, app[DATA_DIR])
+        # Cursors exist before the service answers: a transition written once the coordinator
+        # is up is never mistaken for history that a new webhook skips.
+        for url in settings.webhooks:
+            await app[STORE].write(webhooks.cursor, url)
         session = aiohttp.ClientSession()
         wake = asyncio.Event()
         tasks = [asyncio.create_task(webhooks.deliver_forever(app[STORE], settings, url, key, session, app[STATS],
