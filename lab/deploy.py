@@ -116,7 +116,7 @@ def _cli(args: list[str], timeout: float = 60) -> str:
 def add_campaign(lab: Lab, sc: Scenario) -> str:
     path = lab.workdir / "campaign.toml"
     path.write_text(tomli_w.dumps(campaign(lab, sc)))
-    return _cli(["-m", "lab.campaign_add", "--data", str(data_dir(lab)), str(path)]).strip()
+    return _cli(["-m", "coordinator", "campaign", "add", "--data", str(data_dir(lab)), str(path)]).strip()
 
 
 def register_probes(lab: Lab) -> dict[str, str]:
