@@ -7,12 +7,12 @@ routes under ``/api/v1/`` (or ``/`` for the dashboard), its background tasks (vi
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from aiohttp import web
 
 from coordinator.store import Store
+from probe.plugins import import_optional
 
 STORE = web.AppKey("store", Store)
 CONFIG = web.AppKey("config", Any)          # coordinator.config.Config
@@ -34,11 +34,7 @@ def make_app(store: Store, config: Any, data_dir: str) -> web.Application:
     app[CONFIG] = config
     app[DATA_DIR] = data_dir
     for name in FEATURES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
-        module.setup(app)
+        module = import_optional(name)
+        if module is not None:
+            module.setup(app)
     return app

@@ -12,13 +12,14 @@ a feature key (``TOCSIN_VERDICT__WINDOW_S``).  The environment wins over the fil
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from probe.plugins import import_optional
 
 CONFIG_FILENAME = "coordinator.toml"
 ENV_PREFIX = "TOCSIN_"
@@ -79,12 +80,9 @@ def section_classes() -> dict[str, type]:
     """Installed feature sections: name -> Settings dataclass."""
     found: dict[str, type] = {"coordinator": CoreSettings}
     for name, module_name in SECTION_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
+        module = import_optional(module_name)
+        if module is None:
+            continue
         cls = getattr(module, "Settings", None)
         if cls is None or not dataclasses.is_dataclass(cls):
             raise ConfigError(f"{module_name} must expose a Settings dataclass")

@@ -8,8 +8,9 @@ functions so that ``--help`` stays fast.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+
+from probe.plugins import build_command_line, run_command_line
 
 COMMAND_MODULES = (
     "probe.cli_measure",         # measure, tests
@@ -18,23 +19,11 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tocsin-probe", description="Tocsin probe")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue  # that feature is not installed in this tree
-            raise
-        module.register(sub)
-    return parser
+    return build_command_line("tocsin-probe", "Tocsin probe", COMMAND_MODULES)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    result: int = args.func(args)
-    return result
+    return run_command_line(build_parser(), argv)
 
 
 if __name__ == "__main__":
