@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import sqlite3
 import statistics
 import subprocess
@@ -23,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchlib import start_coordinator  # noqa: E402
+
 from coordinator import db as dbmod  # noqa: E402
 from coordinator.store import _INSERT_SQL, row_from_record  # noqa: E402
 from probe.agent.cli import do_register  # noqa: E402
@@ -34,15 +35,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TOCSIN_ADMIN_TOKEN": "bench"}
 
 
 def start(data: Path) -> tuple[subprocess.Popen[bytes], str]:
-    log = open(data / "serve.log", "wb")  # noqa: SIM115 - lives as long as the process
-    p = subprocess.Popen([sys.executable, "-m", "coordinator", "serve", "--data", str(data), "--listen", "127.0.0.1:0"],
-                         cwd=ROOT, env=ENV, stdout=log, stderr=subprocess.STDOUT)
-    for _ in range(400):
-        m = re.search(r"listening on (http://\S+)", (data / "serve.log").read_text())
-        if m:
-            return p, m.group(1)
-        time.sleep(0.05)
-    raise RuntimeError((data / "serve.log").read_text())
+    return start_coordinator(data, ENV)
 
 
 def count(data: Path) -> int:

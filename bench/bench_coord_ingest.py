@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import os
-import re
 import sqlite3
 import statistics
 import subprocess
@@ -27,6 +26,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchlib import start_coordinator  # noqa: E402
+
 from coordinator import db as dbmod  # noqa: E402
 from coordinator.store import _INSERT_SQL, row_from_record  # noqa: E402
 from probe import signing  # noqa: E402
@@ -37,18 +38,9 @@ ADMIN = "bench-admin"
 
 
 def start(data: Path) -> tuple[subprocess.Popen[bytes], str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOCSIN_ADMIN_TOKEN": ADMIN, "TOCSIN_RATE_RECORDS_PER_S": "1e9",
-           "TOCSIN_RATE_BURST_RECORDS": "1000000000", "TOCSIN_RATE_REQUESTS_PER_S": "1e6",
-           "TOCSIN_RATE_BURST_REQUESTS": "1000000"}
-    log = open(data / "serve.log", "wb")  # noqa: SIM115 - lives as long as the process
-    p = subprocess.Popen([sys.executable, "-m", "coordinator", "serve", "--data", str(data), "--listen", "127.0.0.1:0"],
-                         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    for _ in range(400):
-        m = re.search(r"listening on (http://\S+)", (data / "serve.log").read_text())
-        if m:
-            return p, m.group(1)
-        time.sleep(0.05)
-    raise RuntimeError((data / "serve.log").read_text())
+    return start_coordinator(data, {"TOCSIN_ADMIN_TOKEN": ADMIN, "TOCSIN_RATE_RECORDS_PER_S": "1e9",
+                                    "TOCSIN_RATE_BURST_RECORDS": "1000000000", "TOCSIN_RATE_REQUESTS_PER_S": "1e6",
+                                    "TOCSIN_RATE_BURST_REQUESTS": "1000000"})
 
 
 async def register(session: aiohttp.ClientSession, url: str) -> tuple[Any, dict[str, Any]]:
