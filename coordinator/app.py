@@ -7,15 +7,14 @@ routes under ``/api/v1/`` (or ``/`` for the dashboard), its background tasks (vi
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
+from coordinator.config import Config
 from coordinator.store import Store
 from probe.plugins import import_optional
 
 STORE = web.AppKey("store", Store)
-CONFIG = web.AppKey("config", Any)          # coordinator.config.Config
+CONFIG = web.AppKey("config", Config)
 DATA_DIR = web.AppKey("data_dir", str)
 
 FEATURES = (
@@ -28,8 +27,8 @@ FEATURES = (
 )
 
 
-def make_app(store: Store, config: Any, data_dir: str) -> web.Application:
-    app = web.Application(client_max_size=config.ingest_max_bytes if hasattr(config, "ingest_max_bytes") else 16 * 2**20)
+def make_app(store: Store, config: Config, data_dir: str) -> web.Application:
+    app = web.Application(client_max_size=config.ingest_max_bytes)
     app[STORE] = store
     app[CONFIG] = config
     app[DATA_DIR] = data_dir
