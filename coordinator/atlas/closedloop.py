@@ -131,11 +131,13 @@ def fetch_created(store: Store, client: Client, s: Settings, now: float, report:
 
 def run_once(store: Store, client: Client, s: Settings, *, now: float | None = None) -> LoopReport:
     """Read new suspected transitions, create one-offs for them, fetch pending one-offs' results."""
-    now = time.time() if now is None else now
+    started = time.time() if now is None else now
     report = LoopReport()
     cursor = store.write_sync(lambda c: storage.get_state(c, CURSOR, 0))
     for ev in store.write_sync(suspected_since, cursor):
-        create_for_event(store, client, s, ev, now, report)
+        create_for_event(store, client, s, ev, started, report)
         store.write_sync(lambda c, seq=ev["seq"]: storage.set_state(c, CURSOR, seq))
-    fetch_created(store, client, s, now, report)
+    # the results window ends when the fetch starts, not when the pass did: one-offs created a second
+    # into this pass already have results stamped after `started`
+    fetch_created(store, client, s, time.time() if now is None else now, report)
     return report
