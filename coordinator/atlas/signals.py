@@ -10,6 +10,9 @@ baseline (the share of probe-time spent down over ``baseline_s`` before, smoothe
 tail probability is below ``alpha``, at least ``min(min_disconnects, N)`` (and never fewer than 2)
 probes are down and they are at least ``min_fraction`` of the scope - so one probe dying never
 fires.  An ``up`` signal is given when at least that many down probes reconnect in a bucket.
+A scope with a single Atlas probe never fires alone; when that probe is down, the bucket gets a
+``degraded`` signal, which the verdict engine uses only to corroborate an outage that at least two
+of our own probes already show in that scope.
 
 ``atlas_reachability`` - per country and bucket, Atlas ping/traceroute results towards targets in
 the country (``target_cc``) or from probes in it (``probe_cc``): ``down`` when at most 20% of at
@@ -110,8 +113,6 @@ def disconnect_signals(conn: sqlite3.Connection, since_ts: float, until_ts: floa
     for (scope_type, scope), members in sorted(_scopes(probes).items()):
         n = len(members)
         need = max(2, min(s.min_disconnects, n))
-        if n < 2:
-            continue
         b0 = first
         while b0 < until_ts:
             b1 = b0 + bucket
@@ -124,7 +125,12 @@ def disconnect_signals(conn: sqlite3.Connection, since_ts: float, until_ts: floa
             tail = binom_sf(k, n, q)
             cc = members[0].cc if scope_type == "country" else None
             asn = int(scope[2:]) if scope_type == "asn" else None
-            if k >= need and k / n >= s.min_fraction and tail < s.alpha:
+            if n == 1 and k == 1:
+                # the scope's only Atlas probe is down: too thin to say anything alone, but it can
+                # corroborate an outage that other classes already see (docs/atlas.md, "degraded")
+                out.append(Signal("atlas_disconnect", scope_type, scope, b0, b1, "degraded", 0.25, cc=cc,
+                                  asn=asn, evidence=(f"atlas:7000:{down[0].prb_id}:{int(_last_disconnect(down[0], b1))}",)))
+            elif k >= need and k / n >= s.min_fraction and tail < s.alpha:
                 refs = tuple(f"atlas:7000:{p.prb_id}:{int(_last_disconnect(p, b1))}" for p in down[:EVIDENCE_MAX])
                 strength = round(min(1.0, (k / n) / 0.5) * (1.0 - tail), 4)
                 out.append(Signal("atlas_disconnect", scope_type, scope, b0, b1, "down", strength, cc=cc,

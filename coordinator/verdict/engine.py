@@ -113,7 +113,9 @@ def detect(data: Dataset, since: float, until: float, s: Settings | None = None)
                 st = ProbeState(live.status(p, h, info.cc in dark_view))
             states[p] = st
         active = atlas_down(data.atlas, h)
+        weak = [sg for sg in atlas_down(data.atlas, h, "degraded") if sg.signal_class == "atlas_disconnect"]
         moment = Moment(h=h, interval=interval, probes=probes, states=states, base=base, atlas=active,
+                        atlas_weak=weak,
                         inside={p: series[p].window(h - TW, h) for p in series},
                         outside={cc: out_series[cc].window(h - TW, h) for cc in out_series},
                         others=_others(group_series, h), others_ever=_others_ever(firsts, h), live=live)

@@ -77,6 +77,7 @@ class Moment:
     others: Callable[[str, str, float], list[Obs]]   # (group, cc, since) -> results by probes outside cc
     others_ever: Callable[[str, str], bool]  # (group, cc) -> probes outside cc ever measured it
     live: Liveness
+    atlas_weak: Sequence[Signal] = ()        # a scope's only Atlas probe down: corroboration, never a start
 
 
 def _scopes_of(fam: str, cc: str, info: ProbeInfo) -> list[Key]:
@@ -87,8 +88,12 @@ def _country(m: Moment, cc: str) -> dict[str, ProbeInfo]:
     return {p: i for p, i in m.probes.items() if i.cc == cc}
 
 
-def _finish_classes(m: Moment, cc: str, hit: ScopeHit, classes: set[str]) -> set[str]:
-    return classes | atlas_for(m.atlas, cc, None if hit.scope_type == "country" else set(hit.asns))
+def _finish_classes(m: Moment, cc: str, hit: ScopeHit, classes: set[str], *, outage: bool = False) -> set[str]:
+    asns = None if hit.scope_type == "country" else set(hit.asns)
+    out = classes | atlas_for(m.atlas, cc, asns)
+    if outage and len(hit.probes) >= 2:   # two of our probes agree: a lone Atlas probe down there corroborates
+        out |= atlas_for(m.atlas_weak, cc, asns)
+    return out
 
 
 def outage_findings(m: Moment, cc: str, s: Settings, observed: set[Key]) -> list[Finding]:
@@ -128,7 +133,7 @@ def outage_findings(m: Moment, cc: str, s: Settings, observed: set[Key]) -> list
         if hit.scope_type == "country" and outside_down:
             classes.add("outside")
             evidence += out_failed
-        classes = _finish_classes(m, cc, hit, classes)
+        classes = _finish_classes(m, cc, hit, classes, outage=True)
         m_asns = {probes[p].asn for p in measured}
         by_count = len(hit.probes) >= s.confirm_min_probes and len(hit.asns) >= s.confirm_min_asns
         confirmed = (len(classes) >= 2 or (by_count and (bool(measured) or hit.scope_type != "country"))

@@ -77,8 +77,8 @@ def _p90_gap(ts: list[float]) -> float:
     return gaps[int(0.9 * (len(gaps) - 1))] if len(gaps) >= 5 else 0.0
 
 
-def atlas_down(signals: Sequence[Signal], h: float) -> list[Signal]:
-    return [sg for sg in signals if sg.state == "down" and sg.start_ts <= h <= sg.end_ts]
+def atlas_down(signals: Sequence[Signal], h: float, state: str = "down") -> list[Signal]:
+    return [sg for sg in signals if sg.state == state and sg.start_ts <= h <= sg.end_ts]
 
 
 def atlas_for(active: Sequence[Signal], cc: str, asns: set[int] | None = None) -> set[str]:
