@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 SLACK_INTERVALS = 2.0     # an event may start this many intervals before the fault and still match
+TARGET_IV = {"suspected": 2.0, "confirmed": 3.0, "resolved": 3.0}   # issue 4's latency targets, in intervals
 
 
 def _scope_ok(exp: dict[str, Any], ev: dict[str, Any]) -> bool:
@@ -34,6 +35,10 @@ def _first(ev: dict[str, Any], states: tuple[str, ...], after: float, kind: str 
     times = [t["recorded_ts"] for t in ev.get("transitions", []) if t["state"] in states and t["recorded_ts"] >= after
              and (kind is None or t.get("kind") in (None, kind))]
     return min(times) if times else None
+
+
+def _kind_at(ev: dict[str, Any], ts: float | None) -> str | None:
+    return next((t.get("kind") or ev.get("kind") for t in ev.get("transitions", []) if t["recorded_ts"] == ts), None)
 
 
 def _step_ts(result: dict[str, Any], rel: float) -> float:
@@ -69,11 +74,17 @@ def score(result: dict[str, Any]) -> dict[str, Any]:
             sus = _first(match, ("suspected", "confirmed"), after, exp["kind"])
             conf = _first(match, ("confirmed",), after, exp["kind"])
             res = _first(match, ("resolved",), repair) if repair is not None else None
+            noticed = _first(match, ("suspected", "confirmed"), after)     # as any kind of its family
             row["found"] = {"event_id": match["event_id"], "kind": match["kind"], "scope_type": match.get("scope_type"),
                             "scope": match.get("scope"), "state": match.get("state"),
                             "suspected_s": None if sus is None else sus - fault,
                             "confirmed_s": None if conf is None else conf - fault,
-                            "resolved_s": None if res is None or repair is None else res - repair}
+                            "resolved_s": None if res is None or repair is None else res - repair,
+                            "noticed_s": None if noticed is None else noticed - fault,
+                            "noticed_kind": _kind_at(match, noticed)}
+            late = [k for k in TARGET_IV if (row["found"][f"{k}_s"] is None and (k != "resolved" or repair is not None))
+                    or (row["found"][f"{k}_s"] or 0) > TARGET_IV[k] * iv]
+            row["found"]["late"] = late
         rows.append(row)
     false = [{"event_id": ev["event_id"], "kind": ev.get("kind"), "scope_type": ev.get("scope_type"),
               "scope": ev.get("scope"), "state": ev.get("state"), "start_s": float(ev["start_ts"]) - t0,
@@ -91,7 +102,7 @@ def _lat(seconds: float | None, iv: float) -> str:
 
 def render(cards: list[dict[str, Any]]) -> str:
     lines = []
-    hit = total = false = 0
+    hit = total = false = on_time = 0
     for c in cards:
         h, n = c["recall"]
         hit, total, false = hit + h, total + n, false + len(c["false"])
@@ -111,13 +122,22 @@ def render(cards: list[dict[str, Any]]) -> str:
                          f"  suspected {_lat(f['suspected_s'], c['interval_s'])}"
                          f"  confirmed {_lat(f['confirmed_s'], c['interval_s'])}"
                          f"  resolved {_lat(f['resolved_s'], c['interval_s'])}")
+            if f.get("noticed_s") is not None and f["noticed_s"] < (f["suspected_s"] if f["suspected_s"] is not None
+                                                                      else math.inf) - 1e-6:
+                lines.append(f"          first seen as {f['noticed_kind']} {_lat(f['noticed_s'], c['interval_s'])}"
+                             " (re-classified when the buffered results arrived)")
+            if f.get("late"):
+                lines.append(f"          over the latency target: {', '.join(f['late'])}")
+            elif not e.get("optional"):
+                on_time += 1
         for fe in c["false"]:
             lines.append(f"  FALSE   {fe['kind']} {fe['scope_type']} {fe['scope']} [{fe['state']}] from {fe['start_s']:+.1f}s"
                          + ("  (later retracted)" if fe.get("retracted") else ""))
         for err in c["errors"]:
             lines.append(f"  error   {err}")
     recall = f"{100 * hit / total:.0f}%" if total else "n/a"
-    lines.append(f"TOTAL  recall {hit}/{total} ({recall})  false events {false}  scenarios {len(cards)}")
+    lines.append(f"TOTAL  recall {hit}/{total} ({recall})  false events {false}  scenarios {len(cards)}"
+                 f"  within latency targets {on_time}/{hit}")
     return "\n".join(lines)
 
 

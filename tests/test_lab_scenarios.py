@@ -134,3 +134,20 @@ def test_latency_counts_from_the_transition_with_the_expected_kind():
               "events": [ev]}
     row = score(result)["rows"][0]
     assert row["found"]["suspected_s"] == 20 and row["found"]["confirmed_s"] == 20
+    assert row["found"]["noticed_s"] == 5 and row["found"]["noticed_kind"] == "blackout"
+    assert row["found"]["late"] == ["suspected", "confirmed", "resolved"]     # 20 s > 2 and 3 iv; never resolved
+    text = render([score(result)])
+    assert "first seen as blackout +5.0s (1.7 iv)" in text and "over the latency target: suspected" in text
+    assert text.splitlines()[-1].endswith("within latency targets 0/1")
+
+
+def test_latency_targets_met_are_counted():
+    ev = _event("e", "blackout", "country", "KZ", 1, [("suspected", 4), ("confirmed", 7), ("resolved", 36)], resolved=35)
+    result = {"scenario": "s", "interval_s": 3.0, "t0": 0.0, "duration_s": 40, "steps": [],
+              "expects": [{"kind": "blackout", "scope_type": "country", "scope": ["KZ"], "fault": 0, "repair": 30}],
+              "events": [ev]}
+    card = score(result)
+    assert card["rows"][0]["found"]["late"] == []
+    text = render([card])
+    assert "over the latency target" not in text and "first seen" not in text
+    assert text.splitlines()[-1].endswith("within latency targets 1/1")
