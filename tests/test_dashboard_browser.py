@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 
 from coordinator.app import CONFIG, DATA_DIR, STORE
 from coordinator.archive import synthetic
-from coordinator.dashboard import service
+from coordinator.dashboard import assets, service
 from coordinator.store import Store
 
 pytestmark = pytest.mark.browser
@@ -85,6 +85,15 @@ async def test_dashboard_pages_render_with_events(server: TestServer, page: Any)
     assert chart["drawnShapes"] >= 4 and chart["minReach"] == 0.0
     assert 0 < chart["points"] <= 4 * 1500            # buckets, never raw rows
     assert "events" in await page.inner_text("#summary")
+    # every trace type dashboard.js asks for exists in the plotly.js bundle actually served (small or full)
+    served = assets.load()["plotly.min.js"]
+    assert base + f"/static/{served.hashed}" in urls and base + "/static/plotly.min.js" not in urls
+    bundle = await page.evaluate("""() => ({version: Plotly.version, traces: Object.keys(Plotly.PlotSchema.get().traces),
+        drawn: [...document.querySelectorAll('.js-plotly-plot')].flatMap(g => g.data.map(d => d.type))})""")
+    asked = set(re.findall(r'type: "(\w+)"', (ROOT / "coordinator/dashboard/static/dashboard.js").read_text()))
+    asked -= {"rect", "date"}                               # a shape's and an axis's type, not trace types
+    assert asked and asked <= set(bundle["traces"]) and set(bundle["drawn"]) <= asked
+    assert f"v{bundle['version']}" in served.body[:200].decode()
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "dashboard-country-KZ.png"), full_page=True)
 

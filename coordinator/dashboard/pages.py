@@ -43,7 +43,9 @@ def overview(countries: list[dict[str, Any]]) -> str:
     return page("Watched countries", body)
 
 
-def country(cc: str, data_url: str, events: list[dict[str, Any]]) -> str:
+def country(cc: str, data_url: str, events: list[dict[str, Any]], urls: dict[str, str]) -> str:
+    """The timeline page.  The inline script starts fetching the timeline at once, in parallel with the
+    download and compilation of plotly.js; both scripts are ``defer`` so the tables paint first."""
     rows = [[link(f"/event/{quote(e['event_id'])}", e["event_id"]), esc(e["kind"]), esc(e["state"]), esc(e["scope"]),
              esc(e["start"]), esc(None if e["open"] else e["end"]),
              esc("; ".join(f"{a} to {b}" for a, b in e["restorations"]))] for e in events]
@@ -54,8 +56,10 @@ def country(cc: str, data_url: str, events: list[dict[str, Any]]) -> str:
             "<h2>Events</h2>" + table(["event", "kind", "state", "scope", "start (UTC)", "resolved", "restorations"],
                                       rows, "events")
             + f'<p>{link(f"/feeds/{cc}.atom", "Atom feed")}</p>')
-    scripts = ('<script src="/static/plotly.min.js"></script><script src="/static/dashboard.js"></script>'
-               f"<script>loadTimeline({json.dumps(data_url)});</script>")
+    scripts = (f'<script data-timeline="{esc(data_url)}">window.tocsinTimeline = '
+               "fetch(document.currentScript.dataset.timeline); window.tocsinTimeline.catch(() => {});</script>"
+               f'<script defer src="{esc(urls["plotly.min.js"])}"></script>'
+               f'<script defer src="{esc(urls["dashboard.js"])}"></script>')
     return page(f"{cc}: timeline", body, scripts)
 
 

@@ -1,7 +1,8 @@
-"""The dashboard at ``/``: pages, the timeline JSON, static assets (plotly.js from the plotly package).
+"""The dashboard at ``/``: pages, the timeline JSON, static assets (:mod:`coordinator.dashboard.assets`).
 
 Routes (docs/dashboard.md is tested against :data:`ROUTES`).  A background task folds new
 measurements into the rollup every :data:`REFRESH_S` seconds; the timeline also catches up first.
+The assets are read, hashed and gzip-compressed once, off the event loop, at start-up.
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
-import plotly
 from aiohttp import web
 
 from coordinator.app import CONFIG, STORE
 from coordinator.archive.query import QueryError, parse_time_param
-from coordinator.dashboard import pages, queries, rollup
+from coordinator.dashboard import assets, pages, queries, rollup
 
 log = logging.getLogger("tocsin.dashboard")
 ROUTES = {
@@ -30,11 +29,10 @@ ROUTES = {
     "GET /campaigns": "campaigns and their measurement counts",
     "GET /dashboard/api/country/{cc}/timeline": "time-bucketed series and events as JSON (since, until optional)",
     "GET /dashboard/api/event/{event_id}": "one event with its evidence as JSON",
-    "GET /static/{name}": "plotly.min.js (from the installed plotly package), dashboard.js, style.css",
+    "GET /static/{name}": "plotly.min.js, dashboard.js, style.css, each also under a content-hashed name",
 }
 REFRESH_S = 2.0
-STATIC = Path(__file__).parent / "static"
-PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+ASSETS = web.AppKey("dashboard_assets", dict[str, assets.Asset])
 _CC = re.compile(r"^[A-Z]{2}$")
 
 
@@ -63,7 +61,8 @@ async def country(request: web.Request) -> web.Response:
     cc = _cc(request)
     events = await request.app[STORE].read(queries.events_in, cc, 0.0, time.time())
     qs = request.query_string
-    return _html(pages.country(cc, f"/dashboard/api/country/{cc}/timeline" + (f"?{qs}" if qs else ""), events))
+    return _html(pages.country(cc, f"/dashboard/api/country/{cc}/timeline" + (f"?{qs}" if qs else ""), events,
+                               assets.urls(request.app[ASSETS])))
 
 
 async def timeline(request: web.Request) -> web.Response:
@@ -108,12 +107,26 @@ async def campaigns(request: web.Request) -> web.Response:
     return _html(pages.campaigns(await request.app[STORE].read(queries.campaigns)))
 
 
-async def static(request: web.Request) -> web.StreamResponse:
+async def static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    path = PLOTLY_JS if name == "plotly.min.js" else STATIC / name
-    if name not in ("plotly.min.js", "dashboard.js", "style.css") or not path.is_file():
+    asset = request.app[ASSETS].get(name)
+    if asset is None:
         raise web.HTTPNotFound()
-    return web.FileResponse(path, headers={"Cache-Control": "max-age=3600"})
+    headers = {"Cache-Control": assets.HASHED_CACHE if name == asset.hashed else assets.PLAIN_CACHE,
+               "ETag": asset.etag, "Vary": "Accept-Encoding"}
+    if asset.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    body = asset.body
+    if assets.accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        body, headers["Content-Encoding"] = asset.gzipped, "gzip"
+    return web.Response(body=body, headers=headers, content_type=asset.content_type, charset="utf-8")
+
+
+async def _assets(app: web.Application) -> AsyncIterator[None]:
+    app[ASSETS] = await asyncio.get_running_loop().run_in_executor(None, assets.load)
+    source = app[ASSETS]["plotly.min.js"].source
+    log.info("dashboard serves plotly.js from %s (%d bytes)", source, len(app[ASSETS]["plotly.min.js"].body))
+    yield
 
 
 async def _refresher(app: web.Application) -> AsyncIterator[None]:
@@ -141,4 +154,5 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/dashboard/api/country/{cc}/timeline", timeline)
     app.router.add_get("/dashboard/api/event/{event_id}", event_json)
     app.router.add_get("/static/{name}", static)
+    app.cleanup_ctx.append(_assets)
     app.cleanup_ctx.append(_refresher)

@@ -36,11 +36,23 @@ function drawTimeline(data) {
   document.body.dataset.rendered = "1";
 }
 
-async function loadTimeline(url) {
-  const resp = await fetch(url);
+// `request`: a URL, or the fetch the page started before plotly.js loaded (window.tocsinTimeline).
+async function loadTimeline(request) {
+  const summary = document.getElementById("summary");
+  let resp;
+  try {
+    resp = await (typeof request === "string" ? fetch(request) : request);
+  } catch (err) {
+    summary.textContent = "could not load the timeline: " + err;
+    return;
+  }
   if (!resp.ok) {
-    document.getElementById("summary").textContent = "could not load the timeline: " + resp.status;
+    summary.textContent = "could not load the timeline: " + resp.status;
     return;
   }
   drawTimeline(await resp.json());
+}
+
+if (window.tocsinTimeline) {
+  loadTimeline(window.tocsinTimeline);
 }
