@@ -4,7 +4,7 @@ Ours: page.goto(/country/KZ?since&until) until the charts are drawn (``body[data
 browser profile each run (cold: plotly.js fetched and compiled again), and the third visit in that
 profile (warm: Chromium's code cache holds plotly.js); the data served from the rollup.  Peer, same run: the ``sqlite3`` CLI computing the same buckets straight from the 1M raw
 rows (what any page built on raw rows pays before it can draw anything).  Also printed: the
-rollup's one-off catch-up rate.
+rollup's one-off catch-up rate, and which plotly.js bundle the dashboard served (docs/dashboard.md).
 
     python bench/bench_dashboard_render.py [--runs 5] [--workdir DIR]
 """
@@ -67,10 +67,12 @@ def make_db(workdir: Path) -> Path:
 
 
 def peer_seconds(db: Path, since: float, until: float, bucket: int) -> float:
+    from coordinator.dashboard.rollup import THROUGHPUT_KEY
+
     sql = (f"SELECT probe_asn, probe_access, CAST(start_ts / {bucket} AS INTEGER) * {bucket} AS b, "
            "sum(CASE WHEN test_name != 'throughput' THEN 1 ELSE 0 END), "
            "sum(CASE WHEN test_name != 'throughput' THEN success ELSE 0 END), "
-           "avg(CASE WHEN test_name = 'throughput' THEN json_extract(test_keys, '$.throughput_bps') END) "
+           f"avg(CASE WHEN test_name = 'throughput' THEN json_extract(test_keys, '{THROUGHPUT_KEY}') END) "
            f"FROM measurements WHERE probe_cc = 'KZ' AND start_ts >= {since} AND start_ts < {until} "
            "GROUP BY 1, 2, 3")
     t = time.perf_counter()
@@ -83,13 +85,15 @@ async def ours(data: Path, since: float, until: float, runs: int) -> tuple[list[
     from playwright.async_api import async_playwright
 
     from coordinator.app import CONFIG, DATA_DIR, STORE
-    from coordinator.dashboard import rollup, service
+    from coordinator.dashboard import assets, rollup, service
     from coordinator.store import Store
 
     store = Store(data)
     t = time.perf_counter()
     folded = await store.write(rollup.refresh, 10_000)
     catch_up = time.perf_counter() - t
+    plotly_js = assets.load()["plotly.min.js"]
+    print(f"# plotly.js served: {plotly_js.source} ({len(plotly_js.body):,} bytes, {len(plotly_js.gzipped):,} gzipped)")
     app = web.Application()
     app[STORE], app[CONFIG], app[DATA_DIR] = store, None, str(data)
     service.setup(app)
@@ -115,6 +119,9 @@ async def ours(data: Path, since: float, until: float, runs: int) -> tuple[list[
                 await page.wait_for_selector('body[data-rendered="1"]', timeout=60000)
                 times.append(time.perf_counter() - t)
                 summary = await page.inner_text("#summary")
+                drawn = await page.evaluate("() => document.querySelectorAll('#reach .shapelayer path').length")
+                if not drawn:
+                    raise RuntimeError("the reachability chart has no event shapes")
                 for _ in range(2):       # a returning visitor: Chromium's code cache holds plotly.js by the 3rd visit
                     again = await ctx.new_page()
                     t = time.perf_counter()
@@ -127,7 +134,7 @@ async def ours(data: Path, since: float, until: float, runs: int) -> tuple[list[
                 shutil.rmtree(profile, ignore_errors=True)
                 if errors:
                     raise RuntimeError(errors)
-        print(f"# page says: {summary}")
+        print(f"# page says: {summary}; {drawn} event/restoration shapes drawn on the reachability chart")
     finally:
         await runner.cleanup()
         store.close()
