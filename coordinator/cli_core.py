@@ -27,6 +27,7 @@ def register(sub: Any) -> None:
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--config", type=Path)
     p.add_argument("--note", help="note kept with the invite (who it is for)")
+    p.add_argument("--count", type=int, default=1, help="how many invites to make (one token per line)")
     p.set_defaults(func=cmd_invite)
 
     p = sub.add_parser("campaign", help="add, list, show or stop campaigns")
@@ -116,10 +117,13 @@ def cmd_invite(args: argparse.Namespace) -> int:
     from coordinator import auth
     from coordinator.store import Store
 
+    if not 1 <= args.count <= 10_000:
+        raise SystemExit("invite: --count must be between 1 and 10000")
     config = _config(args)
     store = Store(args.data)
     try:
-        print(store.write_sync(auth.create_invite, config.invite_ttl_s, args.note))
+        for _ in range(args.count):
+            print(store.write_sync(auth.create_invite, config.invite_ttl_s, args.note))
     finally:
         store.close()
     return 0

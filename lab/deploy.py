@@ -123,15 +123,12 @@ def register_probes(lab: Lab) -> dict[str, str]:
     """Invite and register every probe of the topology (in parallel); returns name -> probe id."""
     data = data_dir(lab)
     env = {"PYTHONPATH": str(netns.REPO), "PATH": "/usr/sbin:/usr/bin:/bin"}
-    inviting = {p.name: subprocess.Popen([sys.executable, "-m", "coordinator", "invite", "--data", str(data), "--note",
-                                          f"lab {p.name}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                         cwd=str(netns.REPO), env=env) for p in lab.topo.probes}
-    tokens = {}
-    for name, popen in inviting.items():
-        out, err = popen.communicate(timeout=60)
-        if popen.returncode != 0:
-            raise netns.LabError(f"coordinator invite for {name}: exit {popen.returncode}: {err.strip()[-500:]}")
-        tokens[name] = out.strip()
+    inviting = subprocess.run([sys.executable, "-m", "coordinator", "invite", "--data", str(data), "--note", "lab",
+                               "--count", str(len(lab.topo.probes))], capture_output=True, text=True,
+                              cwd=str(netns.REPO), env=env, timeout=60)
+    if inviting.returncode != 0:
+        raise netns.LabError(f"coordinator invite: exit {inviting.returncode}: {inviting.stderr.strip()[-500:]}")
+    tokens = dict(zip((p.name for p in lab.topo.probes), inviting.stdout.split(), strict=True))
     running = {}
     for p in lab.topo.probes:
         node = lab.topo.node(p.node)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -34,3 +35,21 @@ def server_context(ca: trustme.CA, *names: str) -> ssl.SSLContext:
 def loopback_tls(tls_ca: trustme.CA) -> ssl.SSLContext:
     """Server TLS context whose certificate is valid for 127.0.0.1 and localhost."""
     return server_context(tls_ca, "127.0.0.1", "localhost")
+
+
+# -- the scenario suite's own wall time (issue 4: "the whole suite within 15 minutes of CI time") --
+_SCENARIO_S: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "scenario" in report.keywords:
+        _SCENARIO_S[report.nodeid] = _SCENARIO_S.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _SCENARIO_S:
+        total = sum(_SCENARIO_S.values())
+        slowest = max(_SCENARIO_S, key=lambda k: _SCENARIO_S[k])
+        terminalreporter.write_line(
+            f"lab scenario suite: {len(_SCENARIO_S)} tests, {total / 60:.1f} min "
+            f"(slowest {slowest.split('::')[-1]} {_SCENARIO_S[slowest]:.0f} s)")
