@@ -46,6 +46,10 @@ class Timetable:
                 self.due[tid] = now + phase * interval
         self.tasks = fresh
 
+    def shortest_interval_s(self) -> float | None:
+        """The shortest interval of any task (None with no tasks)."""
+        return min((float(t["interval_s"]) for t in self.tasks.values()), default=None)
+
     def take_due(self, now: float, server_now: float) -> list[dict[str, Any]]:
         """Tasks due at ``now`` (inside their campaign window, judged on the coordinator's clock)."""
         out = []

@@ -30,7 +30,16 @@ log = logging.getLogger("tocsin.agent")
 SOFTWARE = "tocsin-probe/0.1.0"
 SCHEDULE_PATH = "/api/v1/schedule"
 DEFAULT_POLL_S = 60.0
-UPLOAD_LINGER_S = 5.0      # after the first new result, wait this long so results travel in batches
+UPLOAD_LINGER_S = 5.0      # after the first new result, wait this long so results travel in batches ...
+LINGER_FRACTION = 0.1      # ... but never more than this share of the shortest task interval
+
+
+def upload_linger_s(shortest_interval_s: float | None) -> float:
+    """How long results gather before an upload: batches without holding a result back for a
+    sizeable part of a measurement interval (a fast campaign is a fast campaign end to end)."""
+    if shortest_interval_s is None:
+        return UPLOAD_LINGER_S
+    return max(0.0, min(UPLOAD_LINGER_S, LINGER_FRACTION * shortest_interval_s))
 
 
 class Agent:
@@ -183,7 +192,7 @@ class Agent:
             if result.outcome == "empty":
                 await _wait_event_or_stop(stop, self.wake_upload, 5.0)
                 # gather what else finishes shortly: one signed batch instead of one request per result
-                await _sleep_or_stop(stop, UPLOAD_LINGER_S)
+                await _sleep_or_stop(stop, upload_linger_s(self.timetable.shortest_interval_s()))
             else:
                 self.reconnected.clear()
                 await _wait_event_or_stop(stop, self.reconnected, result.wait_s)
