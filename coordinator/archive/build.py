@@ -1,4 +1,4 @@
-"""Building bundles: one streaming pass over the measurements of a range, then events and probes.
+"""Building bundles: streaming passes over the measurements of a range, then events and probes.
 
 Bundles are named ``daily-YYYY-MM-DD`` (measurements whose ``start_time`` falls on that UTC day),
 ``campaign-<id>`` (one campaign's measurements) or ``range-<since>-<until>``.  A bundle is built in
@@ -18,7 +18,6 @@ import os
 import shutil
 import sqlite3
 import time
-from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -27,9 +26,8 @@ from typing import Any
 import orjson
 
 from coordinator import db as dbmod
-from coordinator.archive import formats, manifest, signing
+from coordinator.archive import formats, jsonl, manifest, signing
 from coordinator.archive.settings import Settings
-from coordinator.store import iter_measurements
 from probe.record import FIELD_NAMES, SCHEMA_VERSION
 
 # Probe columns that are public; anything else in the probes table (keys, names) stays private.
@@ -188,76 +186,47 @@ def build(data_dir: str | Path, spec: Spec, settings: Settings | None = None, *,
     return final
 
 
-class _Pass:
-    """State of the one streaming pass over a bundle's measurements."""
-
-    def __init__(self, root: Path, settings: Settings, fmts: list[str], embargo: dict[str, float], now: float):
-        self.root, self.settings, self.fmts, self.embargo, self.now = root, settings, fmts, embargo, now
-        self.sinks: dict[tuple[str, str], formats._Sink | None] = {}
-        self.by_test: Counter[str] = Counter()
-        self.withheld: Counter[str] = Counter()
-        self.probes: set[str] = set()
-        self.atlas_ids: set[int] = set()
-        self.scrubbed = 0
-        self.withheld_until: float | None = None
-        self.first: float | None = None
-        self.last: float | None = None
-        self.compressor = formats.Compressor()
-
-    def feed(self, row: Any) -> None:
-        cid = row["campaign_id"]
-        if cid in self.embargo and row["start_ts"] + self.embargo[cid] > self.now:
-            self.withheld[cid] += 1
-            self.withheld_until = max(self.withheld_until or 0.0, row["start_ts"] + self.embargo[cid])
-            return
-        keys_text, removed = formats.test_keys_text(row)
-        self.scrubbed += removed
-        test = row["test_name"]
-        for fmt in self.fmts:
-            key = (fmt, test)
-            if key in self.sinks:
-                sink = self.sinks[key]
-            else:
-                sink = self.sinks[key] = formats.open_sink(
-                    fmt, self.root, test, gzip_level=self.settings.gzip_level,
-                    parquet_batch_rows=self.settings.parquet_batch_rows, compressor=self.compressor)
-            if sink is not None:
-                sink.write(row, keys_text)
-        self.by_test[test] += 1
-        if row["probe_id"] is not None:
-            self.probes.add(row["probe_id"])
-        if row["source"] == "atlas":
-            msm = orjson.loads(keys_text).get("msm_id")
-            if isinstance(msm, int):
-                self.atlas_ids.add(msm)
-        if self.first is None:
-            self.first = row["start_ts"]
-        self.last = row["start_ts"]
-
-    def close(self) -> list[dict[str, Any]]:
-        """Close every file (waiting for the compressor) and return their manifest entries."""
-        try:
-            for sink in self.sinks.values():
+def _other_formats(conn: sqlite3.Connection, root: Path, settings: Settings, fmts: list[str],
+                   filters: dict[str, Any], embargo: dict[str, float], now: float) -> list[dict[str, Any]]:
+    """Parquet, CSV and Atlas files: a second pass over the same published rows (same snapshot and
+    WHERE clause as the JSONL pass), one row at a time into each format's sink."""
+    sinks: dict[tuple[str, str], formats._Sink | None] = {}
+    clause, params = jsonl.where(filters, embargo, now)
+    try:
+        for row in conn.execute(f"SELECT * FROM measurements{clause} ORDER BY start_ts, seq", params):
+            keys_text, _ = formats.test_keys_text(row)
+            test = row["test_name"]
+            for fmt in fmts:
+                key = (fmt, test)
+                if key in sinks:
+                    sink = sinks[key]
+                else:
+                    sink = sinks[key] = formats.open_sink(fmt, root, test, gzip_level=settings.gzip_level,
+                                                          parquet_batch_rows=settings.parquet_batch_rows)
                 if sink is not None:
-                    sink.close()
-        finally:
-            self.compressor.close()
-        return [manifest.file_entry(self.root, formats.sink_path(fmt, test), fmt, sink.rows)
-                for (fmt, test), sink in sorted(self.sinks.items()) if sink is not None]
+                    sink.write(row, keys_text)
+    finally:
+        for sink in sinks.values():
+            if sink is not None:
+                sink.close()
+    return [manifest.file_entry(root, formats.sink_path(fmt, test), fmt, sink.rows)
+            for (fmt, test), sink in sorted(sinks.items()) if sink is not None]
 
 
 def _build_into(conn: sqlite3.Connection, root: Path, spec: Spec, settings: Settings, fmts: list[str],
                 now: float) -> dict[str, Any]:
     embargo = embargoes(conn)
-    run = _Pass(root, settings, fmts, embargo, now)
-    run.atlas_ids = _atlas_table_ids(conn)
-    try:
-        for row in iter_measurements(conn, since=spec.since, until=spec.until, campaign=spec.campaign_id):
-            run.feed(row)
-    finally:
-        files = run.close()
-    by_test, withheld, probes, atlas_ids, scrubbed, first, last = (
-        run.by_test, run.withheld, run.probes, run.atlas_ids, run.scrubbed, run.first, run.last)
+    filters: dict[str, Any] = {"since": spec.since, "until": spec.until, "campaign": spec.campaign_id}
+    run = jsonl.export(conn, root if "jsonl" in fmts else None, filters, embargo, now, settings.gzip_level)
+    files = [manifest.file_entry(root, formats.sink_path("jsonl", test), "jsonl", run.by_test[test])
+             for test in sorted(run.files)]
+    other = [f for f in fmts if f != "jsonl"]
+    if other:
+        files += _other_formats(conn, root, settings, other, filters, embargo, now)
+    files.sort(key=lambda f: (f["format"], f["path"]))
+    withheld, withheld_until = jsonl.withheld(conn, filters, embargo, now)
+    atlas_ids = _atlas_table_ids(conn) | run.atlas_ids
+    by_test, probes, scrubbed, first, last = run.by_test, run.probes, run.scrubbed, run.first, run.last
     n_events, n_links, versions = _write_events(conn, root, spec)
     files.append(manifest.file_entry(root, "events.jsonl", "events", n_events))
     n_probes = _write_probes(conn, root, probes)
@@ -277,7 +246,7 @@ def _build_into(conn: sqlite3.Connection, root: Path, spec: Spec, settings: Sett
                    "scrubbed_private_keys": scrubbed},
         "embargo": {"campaigns": {c: e for c, e in sorted(embargo.items())},
                     "withheld": dict(sorted(withheld.items())), "evaluated_at": iso(now),
-                    "withheld_until_ts": run.withheld_until},
+                    "withheld_until_ts": withheld_until},
         "detector": _detector_info(versions),
         "atlas_measurement_ids": sorted(atlas_ids),
         "files": files,

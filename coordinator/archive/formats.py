@@ -75,10 +75,12 @@ CSV_COLUMNS = FIELD_NAMES
 
 
 def _scrub(value: Any) -> Any:
+    """``value`` without :data:`PRIVATE_KEYS` in any object at any depth (only containers recurse)."""
     if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items() if k not in PRIVATE_KEYS}
+        return {k: _scrub(v) if isinstance(v, (dict, list)) else v
+                for k, v in value.items() if k not in PRIVATE_KEYS}
     if isinstance(value, list):
-        return [_scrub(v) for v in value]
+        return [_scrub(v) if isinstance(v, (dict, list)) else v for v in value]
     return value
 
 
@@ -108,28 +110,34 @@ def record_line(row: Row, keys_text: str) -> bytes:
     return orjson.dumps(env)[:-1] + b',"test_keys":' + keys_text.encode() + tail
 
 
-class Compressor:
-    """One background thread that gzips blocks (zlib releases the GIL), so compression overlaps the
-    formatting of the next rows.  The queue is bounded: at most ``depth`` blocks wait in memory."""
+class GzipWriter:
+    """One ``.gz`` file written by its own thread (zlib releases the GIL, so files compress in parallel
+    with the reading and with each other).  Blocks wait in a queue of at most ``depth``: memory is
+    bounded whatever the range."""
 
-    def __init__(self, depth: int = 8):
-        self._queue: queue.Queue[Callable[[], object] | None] = queue.Queue(maxsize=depth)
+    def __init__(self, path: Path, level: int, depth: int = 4):
+        self.path = path
+        self._fh = gzip.GzipFile(path, "wb", compresslevel=level, mtime=0)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="archive-gzip", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"archive-gzip-{path.name}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while (job := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    job()
-                except BaseException as exc:  # handed to the builder on its next call
-                    self._error = exc
+        try:
+            while (block := self._queue.get()) is not None:
+                self._fh.write(block)
+            self._fh.close()
+        except BaseException as exc:  # handed to the writer's caller on its next call
+            self._error = exc
+            self._fh.close()
+            while self._queue.get() is not None:  # keep draining so the caller never blocks
+                pass
 
-    def submit(self, job: Callable[[], object]) -> None:
+    def write(self, block: bytes) -> None:
         if self._error is not None:
             raise self._error
-        self._queue.put(job)
+        self._queue.put(block)
 
     def close(self) -> None:
         self._queue.put(None)
@@ -147,31 +155,6 @@ class _Sink:
 
     def close(self) -> None:
         raise NotImplementedError
-
-
-class JsonlSink(_Sink):
-    BLOCK_ROWS = 2000
-
-    def __init__(self, path: Path, level: int, compressor: Compressor):
-        self.path, self.rows = path, 0
-        self._fh: gzip.GzipFile = gzip.GzipFile(path, "wb", compresslevel=level, mtime=0)
-        self._buf: list[bytes] = []
-        self._compressor = compressor
-
-    def write(self, row: Row, keys_text: str) -> None:
-        self._buf.append(record_line(row, keys_text))
-        self.rows += 1
-        if len(self._buf) >= self.BLOCK_ROWS:
-            self._flush()
-
-    def _flush(self) -> None:
-        block, fh = b"".join(self._buf), self._fh
-        self._buf = []
-        self._compressor.submit(lambda: fh.write(block))
-
-    def close(self) -> None:
-        self._flush()
-        self._compressor.submit(self._fh.close)
 
 
 class ParquetSink(_Sink):
@@ -238,19 +221,26 @@ class CsvSink(_Sink):
 
 
 class AtlasSink(_Sink):
+    BLOCK_ROWS = 2000
+
     def __init__(self, path: Path, level: int):
         self.path, self.rows = path, 0
-        self._fh: gzip.GzipFile = gzip.GzipFile(path, "wb", compresslevel=level, mtime=0)
+        self._gz = GzipWriter(path, level)
+        self._buf: list[bytes] = []
 
     def write(self, row: Row, keys_text: str) -> None:
         record = orjson.loads(record_line(row, keys_text))
         atlas = to_atlas(record)
         if atlas is not None:
-            self._fh.write(orjson.dumps(atlas) + b"\n")
+            self._buf.append(orjson.dumps(atlas) + b"\n")
             self.rows += 1
+            if len(self._buf) >= self.BLOCK_ROWS:
+                self._gz.write(b"".join(self._buf))
+                self._buf = []
 
     def close(self) -> None:
-        self._fh.close()
+        self._gz.write(b"".join(self._buf))
+        self._gz.close()
 
 
 def sink_path(fmt: str, test: str) -> str:
@@ -259,14 +249,14 @@ def sink_path(fmt: str, test: str) -> str:
             "csv": f"measurements/{test}.csv", "atlas": f"atlas/{test}.jsonl.gz"}[fmt]
 
 
-def open_sink(fmt: str, root: Path, test: str, *, gzip_level: int, parquet_batch_rows: int,
-              compressor: Compressor) -> _Sink | None:
+def open_sink(fmt: str, root: Path, test: str, *, gzip_level: int, parquet_batch_rows: int) -> _Sink | None:
+    """A row-at-a-time sink for ``parquet``, ``csv`` or ``atlas`` (``jsonl`` is written by
+    :mod:`coordinator.archive.jsonl`); None when the format has no file for this test."""
     if fmt == "atlas" and test not in ATLAS_TESTS:
         return None
     path = root / sink_path(fmt, test)
     path.parent.mkdir(parents=True, exist_ok=True)
     makers: dict[str, Callable[[], _Sink]] = {
-        "jsonl": lambda: JsonlSink(path, gzip_level, compressor),
         "parquet": lambda: ParquetSink(path, parquet_batch_rows),
         "csv": lambda: CsvSink(path),
         "atlas": lambda: AtlasSink(path, gzip_level),

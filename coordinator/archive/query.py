@@ -15,11 +15,10 @@ from typing import Any
 
 import orjson
 
-from coordinator.archive import formats
+from coordinator.archive import formats, jsonl
 from coordinator.archive.atlas_format import to_atlas
 from coordinator.archive.build import embargoes
 from coordinator.archive.settings import Settings
-from coordinator.store import iter_measurements
 
 QUERY_FILTERS = ("country", "asn", "access", "probe", "test", "target", "source", "campaign")
 QUERY_FORMATS = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8", "atlas": "application/x-ndjson"}
@@ -75,20 +74,8 @@ def stream(conn: sqlite3.Connection, filters: dict[str, Any], fmt: str, now: flo
     embargo = embargoes(conn)
     buf: list[bytes] = [formats.csv_header()] if fmt == "csv" else []
     size = 0
-    for row in iter_measurements(conn, **filters):
-        cid = row["campaign_id"]
-        if cid in embargo and row["start_ts"] + embargo[cid] > now:
-            continue
-        keys_text, _ = formats.test_keys_text(row)
-        if fmt == "csv":
-            line = formats.csv_line(row, keys_text)
-        elif fmt == "jsonl":
-            line = formats.record_line(row, keys_text)
-        else:
-            atlas = to_atlas(orjson.loads(formats.record_line(row, keys_text)))
-            if atlas is None:
-                continue
-            line = orjson.dumps(atlas) + b"\n"
+    for line in _jsonl_lines(conn, filters, embargo, now) if fmt == "jsonl" else _row_lines(
+            conn, filters, embargo, now, fmt):
         buf.append(line)
         size += len(line)
         if size >= CHUNK_BYTES:
@@ -96,3 +83,29 @@ def stream(conn: sqlite3.Connection, filters: dict[str, Any], fmt: str, now: flo
             buf, size = [], 0
     if buf:
         yield b"".join(buf)
+
+
+def _jsonl_lines(conn: sqlite3.Connection, filters: dict[str, Any], embargo: dict[str, float],
+                 now: float) -> Iterator[bytes]:
+    for rows in jsonl.fetch(conn, filters, embargo, now):
+        yield from jsonl.lines(rows)[0]
+
+
+def _row_lines(conn: sqlite3.Connection, filters: dict[str, Any], embargo: dict[str, float], now: float,
+               fmt: str) -> Iterator[bytes]:
+    clause, params = jsonl.where(filters, embargo, now)
+    cur = conn.cursor()
+    cur.row_factory = sqlite3.Row
+    try:
+        cur.execute(f"SELECT * FROM measurements{clause} ORDER BY start_ts, seq", params)
+        while rows := cur.fetchmany(1000):
+            for row in rows:
+                keys_text, _ = formats.test_keys_text(row)
+                if fmt == "csv":
+                    yield formats.csv_line(row, keys_text)
+                    continue
+                atlas = to_atlas(orjson.loads(formats.record_line(row, keys_text)))
+                if atlas is not None:
+                    yield orjson.dumps(atlas) + b"\n"
+    finally:
+        cur.close()
