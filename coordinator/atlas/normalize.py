@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from coordinator.atlas.parse import MalformedResult, parse_result
@@ -147,12 +147,12 @@ def record_from_values(raw: dict[str, Any], v: dict[str, Any], *, probes: Mappin
         annotations["target_cc"] = tcc
         if info is not None and info.cc:
             annotations["vantage"] = "inside" if info.cc == tcc else "outside"
-    start = datetime.fromtimestamp(raw["timestamp"], UTC)
+    created = v["created"]  # sagan's aware UTC datetime of the timestamp, isoformat(): ...[.ffffff]+00:00
     record: dict[str, Any] = {
         "measurement_id": mid or measurement_id_for(v["measurement_id"], prb, raw["timestamp"]),
         "schema_version": SCHEMA_VERSION, "test_name": TEST_NAMES[v["type"]], "test_version": TEST_VERSION,
         "target": target, "probe_id": f"atlas:{prb}", "source": "atlas",
-        "start_time": start.isoformat(timespec="microseconds")[:-6] + "Z",
+        "start_time": created[:-6] + ("Z" if "." in created else ".000000Z"),
         "runtime_s": round(float(runtime), 6), "success": success, "failure": failure, "test_keys": v,
     }
     if info is not None and info.cc:

@@ -9,7 +9,7 @@ import json
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -67,45 +67,55 @@ def kind_of(item: Any) -> str:
 
 def store_results(conn: sqlite3.Connection, raws: Iterable[dict[str, Any]], *,
                   probes: Mapping[int, ProbeInfo] | None = None,
-                  target_cc: TargetCountry | None = None) -> Counts:
-    """Normalise and store results; the original result goes to ``atlas_raw``."""
+                  target_cc: TargetCountry | None = None,
+                  texts: Sequence[str | None] | None = None) -> Counts:
+    """Normalise and store results; the original result goes to ``atlas_raw``: ``texts[i]``, the
+    JSON text ``raws[i]`` was decoded from, when the caller has it (else it is encoded again)."""
     out = Counts()
-    records: list[dict[str, Any]] = []
     raw_rows: list[tuple[Any, ...]] = []
     raws = list(raws)
+    if texts is None:
+        texts = [None] * len(raws)
     mids = [_mid(r) for r in raws]
     stored = _stored_raw(conn, mids)
-    for raw, mid in zip(raws, mids, strict=True):
-        if mid is not None and mid in stored:
-            # The result is already stored: the same Atlas result is a duplicate even when the probe
-            # metadata known now would enrich its record differently; other content is a conflict.
-            if orjson.loads(stored[mid]) == raw:
-                out.duplicates += 1
-            else:
-                out.bad(f"conflict: measurement_id {mid} is already stored with a different Atlas result")
-            continue
-        text = orjson.dumps(raw).decode()  # before parsing: sagan may alter what it parses
-        try:
-            rec = normalize(raw, probes=probes, target_cc=target_cc, mid=mid, check=False)
-        except MalformedResult as exc:
-            out.bad(str(exc))
-            continue
-        records.append(rec)
-        raw_rows.append((rec["measurement_id"], raw["msm_id"], raw["prb_id"], raw["timestamp"],
-                         rec["test_name"], text))
-    if not records:
+
+    def records() -> Iterator[dict[str, Any]]:
+        # Made one at a time as insert_measurements takes them: a batch of records is never alive at
+        # once (the cyclic GC would walk it again and again).
+        for raw, mid, text in zip(raws, mids, texts, strict=True):
+            if mid is not None and mid in stored:
+                # The result is already stored: the same Atlas result is a duplicate even when the probe
+                # metadata known now would enrich its record differently; other content is a conflict.
+                if orjson.loads(stored[mid]) == raw:
+                    out.duplicates += 1
+                else:
+                    out.bad(f"conflict: measurement_id {mid} is already stored with a different Atlas result")
+                continue
+            if text is None:
+                text = orjson.dumps(raw).decode()  # before parsing: sagan may alter what it parses
+            try:
+                rec = normalize(raw, probes=probes, target_cc=target_cc, mid=mid, check=False)
+            except MalformedResult as exc:
+                out.bad(str(exc))
+                continue
+            raw_rows.append((rec["measurement_id"], raw["msm_id"], raw["prb_id"], raw["timestamp"],
+                             rec["test_name"], text))
+            yield rec
+
+    outcome = insert_measurements(conn, records())
+    if not raw_rows:
         return out
-    outcome = insert_measurements(conn, records)
     out.inserted += len(outcome.inserted)
     out.duplicates += len(outcome.duplicates)
     out.inserted_ids.extend(outcome.inserted)
     for _, reason in outcome.rejected:
         out.bad(reason)
-    accepted = set(outcome.accepted)
+    if outcome.rejected or outcome.duplicates:
+        accepted = set(outcome.accepted)
+        raw_rows = [r for r in raw_rows if r[0] in accepted]
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.executemany("INSERT OR IGNORE INTO atlas_raw VALUES (?, ?, ?, ?, ?, ?)",
-                         [r for r in raw_rows if r[0] in accepted])
+        conn.executemany("INSERT OR IGNORE INTO atlas_raw VALUES (?, ?, ?, ?, ?, ?)", raw_rows)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
