@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from ripe.atlas.sagan import Result
@@ -36,8 +37,17 @@ def _ping(r: Any) -> dict[str, Any]:
     }
 
 
+_RAW = attrgetter("raw_data")
+_DICT = {dict}
+
+
+def _all_objects(parsed: list[Any]) -> bool:
+    """Whether every sagan object in ``parsed`` was made from a JSON object (C-level: no loop frames)."""
+    return set(map(type, map(_RAW, parsed))) <= _DICT
+
+
 def _trace_packets(packets: list[Any]) -> list[dict[str, Any]]:
-    if any(type(p.raw_data) is not dict for p in packets):
+    if not _all_objects(packets):
         raise MalformedResult("a hop packet is not an object")  # sagan would make it all None
     return [{"origin": p.origin, "rtt": p.rtt, "ttl": p.ttl, "size": p.size, "is_error": p.is_error,
              "error_message": p.error_message, "arrived_late_by": p.arrived_late_by,
@@ -47,7 +57,7 @@ def _trace_packets(packets: list[Any]) -> list[dict[str, Any]]:
 
 
 def _traceroute(r: Any) -> dict[str, Any]:
-    if any(type(h.raw_data) is not dict for h in r.hops):
+    if not _all_objects(r.hops):
         raise MalformedResult("a hop is not an object")  # sagan would make it an empty hop
     end = r.end_time
     return {
