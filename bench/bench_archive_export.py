@@ -1,14 +1,16 @@
 """Archive export: measurements/s to JSONL.gz and peak RSS over 1M- and 10M-row ranges.
 
-Ours: ``coordinator.archive.build.build`` of a range bundle in JSONL.gz only (gzip level 6), each
-run in a fresh process that reports its own peak RSS (ru_maxrss).  Peer, same rows, same run:
+Ours: ``coordinator.archive.build.build`` of a range bundle in JSONL.gz only (gzip level: the
+``[archive] gzip_level`` default unless ``--gzip-level``), each run in a fresh process that reports its
+own peak RSS (ru_maxrss) and CPU time (all threads).  Peer, same rows, same run:
 ``sqlite3 -readonly DB '.mode json' 'SELECT * ... ORDER BY start_ts, seq' | gzip -6`` (its peak RSS
-from /usr/bin/time).  One database holds 10M rows: 100,800 synthetic records inserted through
+and the pipeline's CPU time from /usr/bin/time).  CPU µs/row does not depend on the machine's load
+as much as rows/s does.  One database holds 10M rows: 100,800 synthetic records inserted through
 ``insert_measurements`` then copied 99 times with new ids, each copy shifted in time (the copies are
 made without the indexes the export does not use; ``start_ts``'s stays); the 1M range is the first
 tenth of it.  The database is kept in --workdir between runs.
 
-    python bench/bench_archive_export.py [--runs 3] [--sizes 1000000,10000000] [--workdir DIR]
+    python bench/bench_archive_export.py [--runs 3] [--sizes 1000000,10000000] [--workdir DIR] [--gzip-level N]
 """
 
 from __future__ import annotations
@@ -85,20 +87,22 @@ def child(args: argparse.Namespace) -> None:
     out = Path(tempfile.mkdtemp(prefix="tg-bench-out-"))
     try:
         t = time.perf_counter()
-        path = build.build(args.data, build.range_spec(args.since, args.until), Settings(dir=str(out)),
-                           formats_=["jsonl"])
+        path = build.build(args.data, build.range_spec(args.since, args.until),
+                           Settings(dir=str(out), gzip_level=args.gzip_level), formats_=["jsonl"])
         seconds = time.perf_counter() - t
         m = json.loads((path / "manifest.json").read_text())
         size = sum(f["bytes"] for f in m["files"])
     finally:
         shutil.rmtree(out, ignore_errors=True)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"rows": m["counts"]["measurements"], "seconds": seconds, "bytes": size,
-                      "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "maxrss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime}))
 
 
-def ours(data: Path, since: float, until: float) -> dict[str, float]:
+def ours(data: Path, since: float, until: float, level: int) -> dict[str, float]:
     out = subprocess.run([sys.executable, __file__, "--child", "--data", str(data), "--since", str(since),
-                          "--until", str(until)], capture_output=True, text=True, check=True, cwd=ROOT)
+                          "--until", str(until), "--gzip-level", str(level)],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -108,12 +112,15 @@ def peer(data: Path, since: float, until: float) -> dict[str, float]:
     sql = f"SELECT * FROM measurements WHERE start_ts >= {since} AND start_ts < {until} ORDER BY start_ts, seq"
     script = f"/usr/bin/time -f 'RSS %M' sqlite3 -readonly {db} '.mode json' \"{sql}\" | gzip -6 > {out}"
     t = time.perf_counter()
-    res = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, text=True, check=True)
+    res = subprocess.run(["/usr/bin/time", "-f", "CPU %U %S", "bash", "-o", "pipefail", "-c", script],
+                         capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - t
     rss = next(int(line.split()[1]) for line in res.stderr.splitlines() if line.startswith("RSS "))
+    cpu = next(float(a) + float(b) for _, a, b in (line.split() for line in res.stderr.splitlines()
+                                                  if line.startswith("CPU ")))
     size = out.stat().st_size
     shutil.rmtree(out.parent)
-    return {"seconds": seconds, "maxrss_mb": rss / 1024, "bytes": size}
+    return {"seconds": seconds, "maxrss_mb": rss / 1024, "bytes": size, "cpu_s": cpu}
 
 
 def main() -> None:
@@ -125,7 +132,11 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--sizes", default="1000000,10000000")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "tocsin-bench-archive")
+    p.add_argument("--gzip-level", type=int, default=None, help="ours; default: the [archive] gzip_level default")
     args = p.parse_args()
+    from coordinator.archive.settings import Settings
+
+    args.gzip_level = Settings().gzip_level if args.gzip_level is None else args.gzip_level
     if args.child:
         child(args)
         return
@@ -136,22 +147,26 @@ def main() -> None:
     print(f"# {load()} (start)")
     data = make_db(args.workdir, copies)
     print(f"# {load()} (database ready)", flush=True)
-    print(f"\nJSONL.gz export, medians of {args.runs} runs (peak RSS: max over runs)")
-    print(f"{'rows':>10} | {'ours rows/s':>11} | {'ours RSS MB':>11} | {'B/row':>5} | {'sqlite3|gzip rows/s':>19} |"
-          f" {'peer RSS MB':>11} | {'B/row':>5} | {'ratio':>5} | load", flush=True)
+    print(f"\nJSONL.gz export (ours: gzip level {args.gzip_level}; peer: gzip -6), medians of {args.runs} runs"
+          " (peak RSS: max over runs; CPU: user+sys of every thread/process, per row)")
+    print(f"{'rows':>10} | {'ours rows/s':>11} | {'ours RSS MB':>11} | {'B/row':>5} | {'CPU us/row':>10} |"
+          f" {'sqlite3|gzip rows/s':>19} | {'peer RSS MB':>11} | {'B/row':>5} | {'CPU us/row':>10} | {'ratio':>5} | load",
+          flush=True)
     for size in sizes:
         slices = -(-size // 100_800)
         since, until = synthetic.T0, synthetic.T0 + slices * SLICE_S
         o, q = [], []
         for _ in range(args.runs):                  # interleaved, so both see the same load
-            o.append(ours(data, since, until))
+            o.append(ours(data, since, until, args.gzip_level))
             q.append(peer(data, since, until))
         n = o[0]["rows"]
         o_rate = statistics.median(n / r["seconds"] for r in o)
         q_rate = statistics.median(n / r["seconds"] for r in q)
+        o_cpu = statistics.median(r["cpu_s"] for r in o) / n * 1e6
+        q_cpu = statistics.median(r["cpu_s"] for r in q) / n * 1e6
         print(f"{n:>10} | {o_rate:>11,.0f} | {max(r['maxrss_mb'] for r in o):>11.1f} | {o[0]['bytes'] / n:>5.0f} |"
-              f" {q_rate:>19,.0f} | {max(r['maxrss_mb'] for r in q):>11.1f} | {q[0]['bytes'] / n:>5.0f} |"
-              f" {o_rate / q_rate:>5.2f} | {load()}", flush=True)
+              f" {o_cpu:>10.1f} | {q_rate:>19,.0f} | {max(r['maxrss_mb'] for r in q):>11.1f} |"
+              f" {q[0]['bytes'] / n:>5.0f} | {q_cpu:>10.1f} | {o_rate / q_rate:>5.2f} | {load()}", flush=True)
         print(f"#   ours per run (rows/s, MB): {[(round(n / r['seconds']), round(r['maxrss_mb'], 1)) for r in o]}; "
               f"peer: {[(round(n / r['seconds']), round(r['maxrss_mb'], 1)) for r in q]}", flush=True)
     print(f"# {load()} (end); target: >= 100,000 rows/s, peak RSS the same for every size")

@@ -23,6 +23,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,19 @@ def where(filters: Mapping[str, Any], embargo: Mapping[str, float], now: float,
     return (" WHERE " + " AND ".join(conds)) if conds else "", params
 
 
+def scrub_keys(text: bytes) -> bytes:
+    """``test_keys`` JSON without private keys.  Each regex match is a key (inside a JSON string a
+    quote is escaped), so when every match is a top-level private key they are dropped from the top
+    object alone; otherwise every object at every depth is walked (:func:`formats._scrub`)."""
+    keys = orjson.loads(text)
+    top = [k for k in keys if k in formats.PRIVATE_KEYS]
+    if len(top) == len(_PRIVATE_B.findall(text)):
+        for k in top:
+            del keys[k]
+        return orjson.dumps(keys)
+    return orjson.dumps(formats._scrub(keys))
+
+
 def fetch(conn: sqlite3.Connection, filters: Mapping[str, Any], embargo: Mapping[str, float],
           now: float) -> Iterator[list[tuple[Any, ...]]]:
     """Published rows (columns :data:`SELECT`) in ``start_ts`` order, ``CHUNK_ROWS`` at a time."""
@@ -88,7 +102,7 @@ def fetch(conn: sqlite3.Connection, filters: Mapping[str, Any], embargo: Mapping
 
 def lines(rows: list[tuple[Any, ...]]) -> tuple[list[bytes], int]:
     """The rows' JSONL lines (newline included, private keys removed), and how many were scrubbed."""
-    dumps, loads, search, scrub = orjson.dumps, orjson.loads, _PRIVATE_B.search, formats._scrub
+    dumps, search = orjson.dumps, _PRIVATE_B.search
     out = []
     scrubbed = 0
     for r in rows:
@@ -107,7 +121,7 @@ def lines(rows: list[tuple[Any, ...]]) -> tuple[list[bytes], int]:
             env["probe_access"] = r[15]
         keys = r[16]
         if search(keys) is not None:
-            keys = dumps(scrub(loads(keys)))
+            keys = scrub_keys(keys)
             scrubbed += 1
         ann = r[17]
         out.append(dumps(env)[:-1] + b',"test_keys":' + keys
@@ -133,13 +147,14 @@ def export(conn: sqlite3.Connection, root: Path | None, filters: Mapping[str, An
     """One pass over the published rows: ``measurements/<test>.jsonl.gz`` under ``root`` (none
     when ``root`` is None) and the counts.  Every file is closed when this returns or raises."""
     out = Export()
+    probes: set[str | None] = set()
+    atlas_ids: set[int | None] = set()
     try:
         for rows in fetch(conn, filters, embargo, now):
             chunk, scrubbed = lines(rows)
             out.scrubbed += scrubbed
             blocks: dict[str, list[bytes]] = {}
-            for line, r in zip(chunk, rows, strict=True):
-                test = r[TEST]
+            for line, test in zip(chunk, map(itemgetter(TEST), rows), strict=True):
                 if test in blocks:
                     blocks[test].append(line)
                 else:
@@ -152,8 +167,8 @@ def export(conn: sqlite3.Connection, root: Path | None, filters: Mapping[str, An
                         path.parent.mkdir(parents=True, exist_ok=True)
                         out.files[test] = formats.GzipWriter(path, level)
                     out.files[test].write(b"".join(block))
-            out.probes.update(r[PROBE] for r in rows if r[PROBE] is not None)
-            out.atlas_ids.update(r[MSM] for r in rows if r[MSM] is not None)
+            probes.update(map(itemgetter(PROBE), rows))
+            atlas_ids.update(map(itemgetter(MSM), rows))
             if out.first is None:
                 out.first = rows[0][START_TS]
             out.last = rows[-1][START_TS]
@@ -166,6 +181,8 @@ def export(conn: sqlite3.Connection, root: Path | None, filters: Mapping[str, An
                 errors.append(exc)
         if errors:
             raise errors[0]
+    out.probes = {p for p in probes if p is not None}
+    out.atlas_ids = {m for m in atlas_ids if m is not None}
     return out
 
 

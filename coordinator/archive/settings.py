@@ -10,7 +10,7 @@ from typing import Any
 class Settings:
     dir: str = "archives"                    # bundles' folder, relative to the data dir unless absolute
     formats: list[str] = field(default_factory=lambda: ["jsonl", "parquet", "csv", "atlas"])
-    gzip_level: int = 6                      # 1 (fast) .. 9 (small) for .jsonl.gz files
+    gzip_level: int = 3                      # 1 (fast) .. 9 (small) for .jsonl.gz files (docs: trade-off)
     parquet_batch_rows: int = 20000          # rows per Parquet row group; bounds the build's memory
     query_max_days: float = 366.0            # widest time range one streamed query may ask for
     daily_build: bool = True                 # the coordinator builds daily bundles by itself
