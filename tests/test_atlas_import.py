@@ -100,3 +100,29 @@ def test_target_country_annotations(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["atlas", "import", "--data", str(tmp_path), str(tmp_path / "nope.json")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_raw_kept_as_read_batches_and_checkpoint_setting(tmp_path: Path) -> None:
+    """The JSON-lines text is what atlas_raw keeps; small batches see a probe object read mid-file;
+    the connection's WAL checkpoint setting is what it was before the import."""
+    from coordinator.atlas.importer import import_paths
+    from coordinator.db import open_writer
+
+    ping = [json.loads(x) for x in lines("ping")[2:6]]
+    probe = json.loads(lines("probes")[0])
+    for p in ping:
+        p["prb_id"] = probe["id"]
+    spaced = json.dumps(ping[0], indent=None, separators=(" , ", " : "))   # not how orjson writes it
+    f = tmp_path / "mixed.jsonl"
+    f.write_text("\n".join([spaced, json.dumps(ping[1]), json.dumps(probe), *map(json.dumps, ping[2:])]) + "\n")
+    conn = open_writer(tmp_path / "data")
+    conn.execute("PRAGMA wal_autocheckpoint=777")
+    counts = import_paths(conn, [f], batch=2)
+    assert counts.inserted == 4 and counts.probes == 1 and counts.malformed == 0
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 777
+    mid = f"atlas-{ping[0]['msm_id']}-{probe['id']}-{ping[0]['timestamp']}"
+    assert conn.execute("SELECT raw FROM atlas_raw WHERE measurement_id = ?", (mid,)).fetchone()[0] == spaced
+    ccs = [r[0] for r in conn.execute("SELECT probe_cc FROM measurements ORDER BY seq")]
+    assert ccs == [None, None, probe["country_code"], probe["country_code"]]   # batches after the probe object
+    assert import_paths(conn, [f], batch=3).duplicates == 4
+    conn.close()
