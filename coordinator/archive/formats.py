@@ -2,7 +2,8 @@
 
 * ``jsonl`` - ``measurements/<test>.jsonl.gz``: one Tocsin record per line, exactly as stored
   (``coordinator.store.record_from_row``), unless a privacy key had to be removed (see
-  :data:`PRIVATE_KEYS`).
+  :data:`PRIVATE_KEYS`); written by :mod:`coordinator.archive.jsonl`, not by a sink here
+  (:func:`record_line` is the row-at-a-time form the Atlas sink and its tests use).
 * ``parquet`` - ``measurements/<test>.parquet``: one column per record field (:func:`parquet_schema`,
   built from ``probe.record.FIELDS``); ``test_keys`` and ``annotations`` are JSON text columns;
   an extra ``start_ts`` column holds ``start_time`` as a UTC timestamp (microseconds).
@@ -11,7 +12,8 @@
 * ``atlas`` - ``atlas/<test>.jsonl.gz`` for ping and traceroute: RIPE Atlas result format
   (:mod:`coordinator.archive.atlas_format`).
 
-Memory is bounded by the Parquet row group (``parquet_batch_rows``), never by the range.
+Memory is bounded by the Parquet row group (``parquet_batch_rows``) and the gzip queues
+(:class:`GzipWriter`), never by the range.
 """
 
 from __future__ import annotations
