@@ -1,9 +1,9 @@
 """Atlas result -> the values ``ripe.atlas.sagan`` parses out of it, as a plain dict.
 
-Every result is parsed by sagan itself (``Result.get`` on the decoded object: no second JSON
-decode) and the attributes of sagan's objects are copied into plain dicts, with sagan's names
-(the golden tests compare every shared sample with sagan's own output).  A result that sagan
-refuses raises :class:`MalformedResult`.
+Every result is parsed by sagan itself (the class ``Result.get`` picks for its type, on the decoded
+object: no second JSON decode) and the attributes of sagan's objects are copied into plain dicts,
+with sagan's names (the golden tests compare every shared sample with sagan's own output).  A
+result that sagan refuses raises :class:`MalformedResult`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,15 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any
 
-from ripe.atlas.sagan import Result
 from ripe.atlas.sagan.base import ParsingDict, ResultParseError
+from ripe.atlas.sagan.dns import DnsResult
+from ripe.atlas.sagan.http import HttpResult
+from ripe.atlas.sagan.ping import PingResult
+from ripe.atlas.sagan.ssl import SslResult
+from ripe.atlas.sagan.traceroute import TracerouteResult
 
 REQUIRED = ("timestamp", "msm_id", "prb_id", "fw", "type")
+_REQUIRED = frozenset(REQUIRED)
 TYPES = ("ping", "traceroute", "dns", "http", "sslcert")
 
 
@@ -154,16 +159,21 @@ def _sslcert(r: Any) -> dict[str, Any]:
 
 _TYPE_VALUES: dict[str, Callable[[Any], dict[str, Any]]] = {
     "ping": _ping, "traceroute": _traceroute, "dns": _dns, "http": _http, "sslcert": _sslcert}
-_IGNORE = {"on_error": ParsingDict.ACTION_IGNORE, "on_malformation": ParsingDict.ACTION_IGNORE}
+
+
+# The class ``Result.get`` picks for each type, called directly (``Result.get`` runs an import
+# statement on every call).
+_CLASSES: dict[str, type] = {"ping": PingResult, "traceroute": TracerouteResult, "dns": DnsResult,
+                             "http": HttpResult, "sslcert": SslResult}
 
 
 def _sagan(raw: dict[str, Any], kind: str) -> dict[str, Any]:
-    if kind in ("ping", "traceroute"):  # no warnings to silence: skip the (per-call) filter copy
-        r = Result.get(raw, **_IGNORE)
+    if kind == "ping" or kind == "traceroute":  # no warnings to silence: skip the (per-call) filter copy
+        r = _CLASSES[kind](raw, on_error=ParsingDict.ACTION_IGNORE, on_malformation=ParsingDict.ACTION_IGNORE)
     else:
         with warnings.catch_warnings():  # sagan reads cryptography's deprecated naive datetimes
             warnings.simplefilter("ignore")
-            r = Result.get(raw, **_IGNORE)
+            r = _CLASSES[kind](raw, on_error=ParsingDict.ACTION_IGNORE, on_malformation=ParsingDict.ACTION_IGNORE)
     out = _common(r, raw["timestamp"])
     out.update(_TYPE_VALUES[kind](r))
     return out
@@ -173,8 +183,8 @@ def parse_result(raw: Any) -> dict[str, Any]:
     """The sagan values of one raw Atlas result (a decoded JSON object, which sagan parses as is)."""
     if not isinstance(raw, dict):
         raise MalformedResult(f"a result must be a JSON object, not {type(raw).__name__}")
-    missing = [k for k in REQUIRED if k not in raw]
-    if missing:
+    if not raw.keys() >= _REQUIRED:
+        missing = [k for k in REQUIRED if k not in raw]
         raise MalformedResult(f"not an Atlas result: missing {', '.join(missing)}")
     kind = raw["type"].lower() if isinstance(raw["type"], str) else None
     if kind not in TYPES:
