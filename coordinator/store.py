@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 import sqlite3
 import threading
 import time
@@ -56,38 +55,56 @@ class Outcome:
         return self.inserted + self.duplicates
 
 
-# Python's float repr and orjson's differ only in exponent notation (1e-07 vs 1e-7, 1e+16 vs 1e16).
-_EXPONENT = re.compile(rb"[0-9][eE]")
+def _plain_floats(values: Iterable[Any]) -> bool:
+    """True when no float among ``values`` (nested) is one Python's repr writes in exponent notation.
+
+    Python's repr uses an exponent below 1e-4 and from 1e16 up; orjson below 1e-5 and from 1e16
+    up, so 1e-05 is ``1e-05`` to one and ``0.00001`` to the other.  Between 1e-4 and 1e16 both
+    write the same shortest digits.  NaN and Infinity answer False (the stdlib path handles them).
+    """
+    for v in values:
+        c = v.__class__
+        if c is str or c is int or c is bool or v is None:
+            continue
+        if isinstance(v, float):
+            if not (1e-4 <= abs(v) < 1e16 or v == 0.0):
+                return False
+        elif isinstance(v, dict):
+            if not _plain_floats(v.values()):
+                return False
+        elif isinstance(v, (list, tuple)) and not _plain_floats(v):
+            return False
+    return True
 
 
 def fast_content_hash(record: dict[str, Any]) -> str:
     """:func:`probe.record.content_hash`, computed with orjson when that gives the same bytes.
 
     orjson with sorted keys writes the same canonical text as the standard library (compact, UTF-8,
-    keys in code-point order, the same shortest float digits) except for floats in exponent
-    notation; those records, and anything orjson refuses, take the standard-library path.  The
-    equality is a tested property (tests/test_store_core.py) for every JSON value; NaN and
-    Infinity are not JSON (no upload can carry them) and orjson would write them as null.
+    keys in code-point order, the same shortest float digits) except for floats Python writes in
+    exponent notation (see :func:`_plain_floats`); those records, and anything orjson refuses (ints
+    beyond 64 bits, keys that are not strings), take the standard-library path.  The equality is a
+    tested property (tests/test_store_core.py) for every JSON value.
     """
+    if not _plain_floats(record.values()):
+        return content_hash(record)
     try:
         raw = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
     except TypeError:
         return content_hash(record)
-    if _EXPONENT.search(raw):
-        return content_hash(record)
     return hashlib.sha256(raw).hexdigest()
 
 
-def row_from_record(record: dict[str, Any], received_ts: float, start_ts: float | None = None) -> tuple[Any, ...]:
-    """The measurements row of a validated record.  ``test_keys``/``annotations`` are stored as
-    orjson text (storage only: the content hash is over :func:`probe.record.canonical_json`)."""
-    if start_ts is None:
-        start_ts = time_to_epoch(record["start_time"])
-    flags = []
+def _flags(start_ts: float, received_ts: float) -> str | None:
     if start_ts > received_ts + FUTURE_TOLERANCE_S:
-        flags.append("future_timestamp")
+        return "future_timestamp"
     if start_ts < received_ts - PAST_TOLERANCE_S:
-        flags.append("past_timestamp")
+        return "past_timestamp"
+    return None
+
+
+def _row_head(record: dict[str, Any], start_ts: float) -> tuple[Any, ...]:
+    """The measurements row of a validated record without its last two columns (received_ts, flags)."""
     annotations = record.get("annotations")
     return (
         record["measurement_id"], fast_content_hash(record), record["schema_version"], record["test_name"],
@@ -97,8 +114,15 @@ def row_from_record(record: dict[str, Any], received_ts: float, start_ts: float 
         1 if record["success"] else 0, record["failure"],
         orjson.dumps(record["test_keys"]).decode(),
         None if annotations is None else orjson.dumps(annotations).decode(),
-        received_ts, ",".join(flags) or None,
     )
+
+
+def row_from_record(record: dict[str, Any], received_ts: float, start_ts: float | None = None) -> tuple[Any, ...]:
+    """The measurements row of a validated record.  ``test_keys``/``annotations`` are stored as
+    orjson text (storage only: the content hash is over :func:`probe.record.canonical_json`)."""
+    if start_ts is None:
+        start_ts = time_to_epoch(record["start_time"])
+    return (*_row_head(record, start_ts), received_ts, _flags(start_ts, received_ts))
 
 
 def record_from_row(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
@@ -125,6 +149,79 @@ def record_from_row(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
     return rec
 
 
+@dataclass
+class Prepared:
+    """A batch validated and turned into rows, ready for :func:`write_prepared`.
+
+    Made by :func:`prepare_measurements`, which needs no connection: the ingest runs it off the
+    writer thread, so the writer only runs SQL.
+    """
+
+    heads: list[tuple[Any, ...]] = field(default_factory=list)   # rows without received_ts, flags
+    indices: list[int] = field(default_factory=list)              # each head's index in the batch
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)          # repeated in the batch, same content
+
+
+def prepare_measurements(records: Iterable[Any], *,
+                         check: Callable[[dict[str, Any]], str | None] | None = None) -> Prepared:
+    """Validate ``records`` and build their rows; every refusal with its reason and batch index."""
+    prep = Prepared()
+    hashes: dict[str, str] = {}
+    for index, record in enumerate(records):
+        try:
+            start_ts = validate_epoch(record)
+            reason = check(record) if check else None
+            if reason:
+                raise RecordError(reason)
+            head = _row_head(record, start_ts)
+        except RecordError as exc:
+            prep.rejected.append((index, str(exc)))
+            continue
+        mid = head[0]
+        if mid in hashes:
+            if hashes[mid] == head[1]:
+                prep.duplicates.append(mid)
+            else:
+                prep.rejected.append((index, f"conflict: measurement_id {mid} appears twice in the batch with different content"))
+            continue
+        hashes[mid] = head[1]
+        prep.heads.append(head)
+        prep.indices.append(index)
+    return prep
+
+
+def write_prepared(conn: sqlite3.Connection, prep: Prepared, received_ts: float) -> Outcome:
+    """Store a prepared batch inside the caller's open transaction (``BEGIN IMMEDIATE`` ...
+    ``COMMIT`` around it); nothing is committed here.  Idempotency as :func:`insert_measurements`."""
+    out = Outcome(duplicates=list(prep.duplicates), rejected=list(prep.rejected))
+    if not prep.heads:
+        return out
+    existing: dict[str, str] = {}
+    ids = [h[0] for h in prep.heads]
+    for chunk_start in range(0, len(ids), 500):
+        chunk = ids[chunk_start:chunk_start + 500]
+        q = f"SELECT measurement_id, content_hash FROM measurements WHERE measurement_id IN ({','.join('?' * len(chunk))})"
+        existing.update((r[0], r[1]) for r in conn.execute(q, chunk))
+    fresh = []
+    for index, head in zip(prep.indices, prep.heads, strict=True):
+        mid = head[0]
+        known = existing.get(mid)
+        if known is not None and known != head[1]:
+            out.rejected.append((index, f"conflict: measurement_id {mid} is already stored with different content"))
+            continue
+        flags = _flags(head[14], received_ts)
+        if flags:
+            out.flagged.append((mid, flags))
+        if known is not None:
+            out.duplicates.append(mid)
+        else:
+            fresh.append((*head, received_ts, flags))
+            out.inserted.append(mid)
+    conn.executemany(_INSERT_SQL, fresh)
+    return out
+
+
 def insert_measurements(
     conn: sqlite3.Connection,
     records: Iterable[Any],
@@ -138,56 +235,12 @@ def insert_measurements(
     uploader's) by returning the reason.  A bad record never blocks the others.
     """
     now = time.time() if received_ts is None else received_ts
-    out = Outcome()
-    rows: list[tuple[Any, ...]] = []
-    indices: list[int] = []
-    ids: list[str] = []
-    hashes: dict[str, str] = {}
-    for index, record in enumerate(records):
-        try:
-            start_ts = validate_epoch(record)
-            reason = check(record) if check else None
-            if reason:
-                raise RecordError(reason)
-            row = row_from_record(record, now, start_ts)
-        except RecordError as exc:
-            out.rejected.append((index, str(exc)))
-            continue
-        mid = record["measurement_id"]
-        if mid in hashes:
-            if hashes[mid] == row[1]:
-                out.duplicates.append(mid)
-            else:
-                out.rejected.append((index, f"conflict: measurement_id {mid} appears twice in the batch with different content"))
-            continue
-        hashes[mid] = row[1]
-        rows.append(row)
-        indices.append(index)
-        ids.append(mid)
-        if row[-1]:
-            out.flagged.append((mid, row[-1]))
-    if not rows:
-        return out
+    prep = prepare_measurements(records, check=check)
+    if not prep.heads:
+        return Outcome(duplicates=prep.duplicates, rejected=prep.rejected)
     conn.execute("BEGIN IMMEDIATE")
     try:
-        existing: dict[str, str] = {}
-        for chunk_start in range(0, len(ids), 500):
-            chunk = ids[chunk_start:chunk_start + 500]
-            q = f"SELECT measurement_id, content_hash FROM measurements WHERE measurement_id IN ({','.join('?' * len(chunk))})"
-            existing.update((r[0], r[1]) for r in conn.execute(q, chunk))
-        fresh = []
-        for index, row in zip(indices, rows, strict=True):
-            mid = row[0]
-            if mid in existing:
-                if existing[mid] == row[1]:
-                    out.duplicates.append(mid)
-                else:
-                    out.rejected.append((index, f"conflict: measurement_id {mid} is already stored with different content"))
-                    out.flagged = [f for f in out.flagged if f[0] != mid]
-            else:
-                fresh.append(row)
-                out.inserted.append(mid)
-        conn.executemany(_INSERT_SQL, fresh)
+        out = write_prepared(conn, prep, now)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -272,5 +325,5 @@ class Store:
         self._reader_pool.shutdown(wait=True)
 
 
-__all__ = ["FILTERS", "Outcome", "Store", "canonical_json", "insert_measurements", "iter_measurements",
-           "record_from_row", "row_from_record"]
+__all__ = ["FILTERS", "Outcome", "Prepared", "Store", "canonical_json", "insert_measurements", "iter_measurements",
+           "prepare_measurements", "record_from_row", "row_from_record", "write_prepared"]

@@ -79,6 +79,15 @@ def test_bad_record_does_not_block_the_rest(conn: sqlite3.Connection) -> None:
     assert "probe_asn must be" in reasons[3]
 
 
+def test_impossible_dates_are_refused_with_a_reason(conn: sqlite3.Connection) -> None:
+    good = rec(1)
+    month13, feb30 = dict(rec(2), start_time="2022-13-05T10:30:00.000000Z"), dict(rec(3), start_time="2022-02-30T00:00:00Z")
+    out = insert_measurements(conn, [month13, good, feb30])
+    assert out.inserted == [good["measurement_id"]]
+    assert [(i, r.split(":")[0]) for i, r in out.rejected] == [(0, "start_time '2022-13-05T10"), (2, "start_time '2022-02-30T00")]
+    assert "month must be in 1..12" in out.rejected[0][1] and "day is out of range" in out.rejected[1][1]
+
+
 def test_caller_check_refuses(conn: sqlite3.Connection) -> None:
     out = insert_measurements(conn, [rec(1, probe_id="other")], check=lambda r: None if r["probe_id"] == "p1" else "not yours")
     assert out.rejected == [(0, "not yours")] and not out.inserted
@@ -147,7 +156,8 @@ def test_conflict_with_stored_row_names_its_batch_index(conn: sqlite3.Connection
 
 
 _json_scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-                 | st.floats(allow_nan=False, allow_infinity=False) | st.text())
+                 | st.floats(allow_nan=False, allow_infinity=False) | st.text()
+                 | st.floats(min_value=-1e-3, max_value=1e-3))   # where the two float formats part
 _json_values = st.recursive(_json_scalars, lambda inner: st.lists(inner, max_size=4)
                             | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20)
 
@@ -159,5 +169,7 @@ def test_fast_content_hash_equals_the_canonical_hash(doc: dict[str, Any]) -> Non
 
 
 def test_fast_content_hash_on_exponent_floats_and_big_ints() -> None:
-    for doc in ({"x": 1e-07}, {"x": 1e16}, {"x": 2**70}, {"x": [1.5e300, -2e-5]}, {"s": "1e5 ünïcode \u2028 \x1f"}):
+    for doc in ({"x": 1e-07}, {"x": 1e16}, {"x": 2**70}, {"x": [1.5e300, -2e-5]}, {"s": "1e5 ünïcode \u2028 \x1f"},
+                {"x": 1e-05}, {"x": {"y": [-3e-05]}}, {"x": 9.999999999999999e-05}, {"x": 0.0001},
+                {"x": 9999999999999998.0}, {"x": -0.0}, {"id": "01a22671-3b68-727e-bba3-391407933dac"}):
         assert fast_content_hash(doc) == content_hash(doc)
