@@ -1,9 +1,12 @@
 """Ingest: ``POST /api/v1/measurements`` - signed gzip batches from the probes' outboxes.
 
 Order of checks: size (aiohttp's ``client_max_size``), signature and replay, gunzip with a cap,
-JSON shape, hash chain, per-probe rate limit, then every record through
-:func:`coordinator.store.insert_measurements` (validation, idempotency) with a check that its
-probe fields are the uploading probe's.  The answer is sent only after the COMMIT returned.
+JSON shape, hash chain, per-probe rate limit, then every record through the store's insert path
+(:func:`coordinator.store.prepare_measurements`: validation and rows, off the writer thread;
+:func:`coordinator.store.write_prepared`: idempotency) with a check that its probe fields are the
+uploading probe's.  A batch's records, chain links, drop reports and upload time are written
+together; the batches waiting for the writer share one transaction (group commit, a savepoint
+each), and every answer is sent only after that COMMIT returned.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from aiohttp import web
 from coordinator import auth
 from coordinator.api import API, SERVICE, cfg, error, ok, verify_signed
 from coordinator.app import STORE
-from coordinator.store import insert_measurements
+from coordinator.store import Outcome, Prepared, Store, prepare_measurements, write_prepared
 from probe.signing import GENESIS, chain_hash, chain_hash_raw
 
 DROP_KEYS = ("drop_id", "dropped_count", "dropped_bytes", "first_start_time", "last_start_time",
@@ -122,51 +125,137 @@ def _mid(item: dict[str, Any]) -> str | None:
     return mid if isinstance(mid, str) else None
 
 
-def _ingest_job(conn: sqlite3.Connection, probe_id: str, items: list[dict[str, Any]], networks: set[Any]) -> dict[str, Any]:
-    now = time.time()
-    rec_items = [(i, it) for i, it in enumerate(items) if "record" in it]
-    records = [it["record"] for _, it in rec_items]
-    out = insert_measurements(conn, records, received_ts=now, check=probe_check(probe_id, networks))
-    results: dict[int, dict[str, Any]] = {}
-    accepted = set(out.accepted)
-    inserted = set(out.inserted)
-    flags = dict(out.flagged)
-    for k, reason in out.rejected:   # k: index in `records`, as the store reports it
-        i = rec_items[k][0]
-        results[k] = {"index": i, "measurement_id": records[k].get("measurement_id") if isinstance(records[k], dict) else None,
-                      "status": "rejected", "reason": reason}
-    for k, (i, it) in enumerate(rec_items):
-        if k in results:
-            continue
-        mid = it["record"].get("measurement_id")
-        status = "inserted" if mid in inserted else "duplicate" if mid in accepted else "rejected"
-        res: dict[str, Any] = {"index": i, "measurement_id": mid, "status": status}
-        if mid in flags:
-            res["flags"] = flags[mid]
-        results[k] = res
+def _prepare(items: list[dict[str, Any]], probe_id: str, networks: set[Any]) -> tuple[list[int], Prepared]:
+    """Validate the batch's records and build their rows (any thread): the writer only runs SQL."""
+    positions = [i for i, it in enumerate(items) if "record" in it]
+    return positions, prepare_measurements([items[i]["record"] for i in positions],
+                                           check=probe_check(probe_id, networks))
+
+
+def _store_batch(conn: sqlite3.Connection, probe_id: str, items: list[dict[str, Any]], prep: Prepared,
+                 now: float) -> tuple[Outcome, int]:
+    """One batch inside the open transaction: its records, chain links, drop reports, upload time."""
     drops = 0
+    out = write_prepared(conn, prep, now)
+    first_prev = items[0]["prev"]
+    if first_prev != GENESIS and not conn.execute("SELECT 1 FROM upload_chain WHERE hash = ?", (first_prev,)).fetchone():
+        conn.execute("INSERT OR IGNORE INTO chain_gaps VALUES (?, ?, ?, ?)", (probe_id, first_prev, items[0]["hash"], now))
+    conn.executemany("INSERT OR IGNORE INTO upload_chain VALUES (?, ?, ?, ?, ?)",
+                     [(it["hash"], it["prev"], probe_id, _mid(it), now) for it in items])
+    for it in items:
+        if "drop" in it:
+            d = it["drop"]
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO probe_drops VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (d["drop_id"], probe_id, d["dropped_count"], d["dropped_bytes"], d.get("first_start_time"),
+                 d.get("last_start_time"), json.dumps(d["measurement_ids"]), d.get("ts"), now))
+            drops += cur.rowcount
+    conn.execute("UPDATE probes SET last_upload_ts = ? WHERE probe_id = ?", (now, probe_id))
+    return out, drops
+
+
+Job = tuple[str, list[dict[str, Any]], Prepared]          # probe id, items, prepared records
+Result = tuple[Outcome, int] | Exception
+
+
+def _ingest_group(conn: sqlite3.Connection, jobs: list[Job]) -> list[Result]:
+    """Store the batches waiting for the writer in ONE transaction (group commit), each batch in its
+    own savepoint so an error undoes that batch alone.  Nothing is acknowledged before the COMMIT."""
+    now = time.time()   # taken on the writer thread, so received_ts grows with seq
+    results: list[Result] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
-        first_prev = items[0]["prev"]
-        if first_prev != GENESIS and not conn.execute("SELECT 1 FROM upload_chain WHERE hash = ?", (first_prev,)).fetchone():
-            conn.execute("INSERT OR IGNORE INTO chain_gaps VALUES (?, ?, ?, ?)", (probe_id, first_prev, items[0]["hash"], now))
-        conn.executemany("INSERT OR IGNORE INTO upload_chain VALUES (?, ?, ?, ?, ?)",
-                         [(it["hash"], it["prev"], probe_id, _mid(it), now) for it in items])
-        for it in items:
-            if "drop" in it:
-                d = it["drop"]
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO probe_drops VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (d["drop_id"], probe_id, d["dropped_count"], d["dropped_bytes"], d.get("first_start_time"),
-                     d.get("last_start_time"), json.dumps(d["measurement_ids"]), d.get("ts"), now))
-                drops += cur.rowcount
-        conn.execute("UPDATE probes SET last_upload_ts = ? WHERE probe_id = ?", (now, probe_id))
+        for probe_id, items, prep in jobs:
+            conn.execute("SAVEPOINT ingest_batch")
+            try:
+                results.append(_store_batch(conn, probe_id, items, prep, now))
+            except Exception as exc:
+                if not conn.in_transaction:   # SQLite undid the whole transaction (disk full, I/O error)
+                    raise
+                conn.execute("ROLLBACK TO ingest_batch")
+                results.append(exc)
+            conn.execute("RELEASE ingest_batch")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
+    return results
+
+
+GROUP_MAX_RECORDS = 10000   # a group takes waiting batches up to this many items (at least one batch)
+
+
+class Committer:
+    """Hands the writer thread every batch waiting for it as one group; each caller gets its own
+    batch's result once the group's COMMIT returned.  Batches only wait while the writer is busy."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Job, asyncio.Future[tuple[Outcome, int]]]] = []
+        self.task: asyncio.Task[None] | None = None
+        self.groups = 0      # transactions run, and batches they carried (batches / groups = mean group)
+        self.batches = 0
+
+    async def commit(self, store: Store, job: Job) -> tuple[Outcome, int]:
+        fut: asyncio.Future[tuple[Outcome, int]] = asyncio.get_running_loop().create_future()
+        self.pending.append((job, fut))
+        if self.task is None:
+            self.task = asyncio.create_task(self._drain(store))
+        return await fut
+
+    async def _drain(self, store: Store) -> None:
+        group: list[tuple[Job, asyncio.Future[tuple[Outcome, int]]]] = []
+        try:
+            while self.pending:
+                size, n = 0, 0
+                while n < len(self.pending) and (n == 0 or size + len(self.pending[n][0][1]) <= GROUP_MAX_RECORDS):
+                    size += len(self.pending[n][0][1])
+                    n += 1
+                group, self.pending = self.pending[:n], self.pending[n:]
+                self.groups += 1
+                self.batches += n
+                try:
+                    results: list[Result] = await store.write(_ingest_group, [job for job, _ in group])
+                except Exception as exc:
+                    results = [exc] * len(group)
+                for (_, fut), res in zip(group, results, strict=True):
+                    if fut.done():     # its request was cancelled (client gone): committed all the same
+                        continue
+                    if isinstance(res, Exception):
+                        fut.set_exception(res)
+                    else:
+                        fut.set_result(res)
+                group = []
+        finally:
+            self.task = None
+            for _, fut in group + self.pending:   # only when this task itself was cancelled (shutdown)
+                if not fut.done():
+                    fut.set_exception(RuntimeError("ingest stopped before the batch was committed"))
+            self.pending = []
+
+
+COMMITTER = web.AppKey("ingest_committer", Committer)
+
+
+def _answer(items: list[dict[str, Any]], positions: list[int], out: Outcome, drops: int) -> dict[str, Any]:
+    """The committed batch's answer: one result per record, in batch order."""
+    status = dict.fromkeys(out.duplicates, "duplicate")
+    status.update(dict.fromkeys(out.inserted, "inserted"))
+    flags = dict(out.flagged)
+    reasons = dict(out.rejected)   # k: index among the records, as the store reports it
+    results: list[dict[str, Any]] = []
+    for k, i in enumerate(positions):
+        rec = items[i]["record"]
+        mid: Any = rec.get("measurement_id") if isinstance(rec, dict) else None
+        if k in reasons:
+            results.append({"index": i, "measurement_id": mid, "status": "rejected", "reason": reasons[k]})
+            continue
+        res: dict[str, Any] = {"index": i, "measurement_id": mid, "status": status.get(mid, "rejected")}
+        if mid in flags:
+            res["flags"] = flags[mid]
+        results.append(res)
     return {"committed": True, "inserted": len(out.inserted), "duplicates": len(out.duplicates),
-            "rejected": len(out.rejected), "drops": drops, "results": [results[k] for k in sorted(results)]}
+            "rejected": len(out.rejected), "drops": drops, "results": results}
 
 
 async def ingest(request: web.Request) -> web.Response:
@@ -183,16 +272,18 @@ async def ingest(request: web.Request) -> web.Response:
         if wait:
             return error(429, f"rate limit: retry after {wait:.1f} s", retry_after_s=wait)
         networks = await store.read(_networks, probe_id)
-        answer = await store.write(_ingest_job, probe_id, items, networks)
+        positions, prep = await asyncio.to_thread(_prepare, items, probe_id, networks)
+        out, drops = await request.app[COMMITTER].commit(store, (probe_id, items, prep))
     except auth.AuthError as exc:
         return error(exc.status, str(exc))
-    n_records = answer["inserted"] + answer["duplicates"] + answer["rejected"]
+    answer = _answer(items, positions, out, drops)
     status = 200
-    if n_records and not answer["inserted"] and not answer["duplicates"]:
+    if positions and not out.inserted and not out.duplicates:
         conflicts = all(r.get("reason", "").startswith("conflict") for r in answer["results"])
         status = 409 if conflicts else 422
     return ok(answer, status=status)
 
 
 def setup(app: web.Application) -> None:
+    app[COMMITTER] = Committer()
     app.router.add_post(f"{API}/measurements", ingest)
