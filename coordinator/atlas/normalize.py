@@ -132,7 +132,7 @@ def record_from_values(raw: dict[str, Any], v: dict[str, Any], *, probes: Mappin
                        target_cc: TargetCountry | None = None, mid: str | None = None,
                        check: bool = True) -> dict[str, Any]:
     """The record (built like ``probe.record.make_record``); ``check=False`` leaves validation to
-    ``insert_measurements``, which validates every record anyway."""
+    the store (``prepare_measurements``), which validates every record anyway."""
     prb = v["probe_id"]
     if prb is None or v["measurement_id"] is None:
         raise MalformedResult("msm_id and prb_id must be integers")

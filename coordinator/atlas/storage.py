@@ -1,6 +1,7 @@
-"""SQL of the Atlas part: results (through ``insert_measurements``), raw results, connection
-events, probe objects, cursors.  Every function takes the writer (or a reader) connection and is
-meant to run on the store's threads, never on the event loop.
+"""SQL of the Atlas part: results (through the store's ``prepare_measurements`` and
+``write_prepared``, in one transaction with their raw results), connection events, probe objects,
+cursors.  Every function takes the writer (or a reader) connection and is meant to run on the
+store's threads, never on the event loop.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import orjson
 
 from coordinator.atlas.normalize import ProbeInfo, TargetCountry, measurement_id_for, normalize
 from coordinator.atlas.parse import MalformedResult
-from coordinator.store import insert_measurements
+from coordinator.store import prepare_measurements, write_prepared
 
 EVENTS = ("connect", "disconnect")
 
@@ -102,22 +103,23 @@ def store_results(conn: sqlite3.Connection, raws: Iterable[dict[str, Any]], *,
         return out
     # The whole batch is normalised first, then stored: measured ~6% faster than making each record as
     # the store takes it (sagan's code and the store's stay hot in the caches in turn).
-    outcome = insert_measurements(conn, records)
-    out.inserted += len(outcome.inserted)
-    out.duplicates += len(outcome.duplicates)
-    out.inserted_ids.extend(outcome.inserted)
-    for _, reason in outcome.rejected:
-        out.bad(reason)
-    if outcome.rejected or outcome.duplicates:
-        accepted = set(outcome.accepted)
-        raw_rows = [r for r in raw_rows if r[0] in accepted]
-    conn.execute("BEGIN IMMEDIATE")
+    prep = prepare_measurements(records)
+    conn.execute("BEGIN IMMEDIATE")  # the records and their raw results in one transaction
     try:
+        outcome = write_prepared(conn, prep, time.time())
+        if outcome.rejected or outcome.duplicates:
+            accepted = set(outcome.accepted)
+            raw_rows = [r for r in raw_rows if r[0] in accepted]
         conn.executemany("INSERT OR IGNORE INTO atlas_raw VALUES (?, ?, ?, ?, ?, ?)", raw_rows)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    out.inserted += len(outcome.inserted)
+    out.duplicates += len(outcome.duplicates)
+    out.inserted_ids.extend(outcome.inserted)
+    for _, reason in outcome.rejected:
+        out.bad(reason)
     return out
 
 
