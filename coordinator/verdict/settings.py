@@ -18,7 +18,7 @@ DETECTOR_VERSION = "verdict-1.0"
 class Settings:
     tick_fraction: float = 1 / 3           # evaluation step, as a fraction of the probe interval
     window_intervals: float = 1.0          # trailing window a probe's reachability state is computed over
-    throughput_window_intervals: float = 2.0   # trailing window for throughput (throttling) judgements
+    throughput_window_intervals: float = 1.5   # trailing window for throughput (throttling) judgements
     min_observations: int = 3              # reachability results a probe needs in a window to have a state
     dark_max_success: float = 0.1          # success rate at or below which a probe (or the outside view) is dark
     domestic_min_success: float = 0.25     # domestic success rate at or above which a cut-off probe is domestic-only
