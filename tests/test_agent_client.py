@@ -76,3 +76,34 @@ async def test_every_endpoint_down_names_each_one() -> None:
         with pytest.raises(Unreachable) as info:
             await client.post("/api/v1/echo", b"{}")
     assert dead1 in str(info.value) and dead2 in str(info.value)
+
+
+async def test_a_per_request_timeout_gives_up_on_a_silent_coordinator() -> None:
+    """A listener that accepts and never answers (a half-open path): the poll's own short timeout
+    ends the attempt, so the next one can go out as soon as the line is back."""
+    import asyncio
+
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def hold(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        accepted.append(w)
+
+    srv = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        async with Client([f"http://127.0.0.1:{port}"], Ed25519PrivateKey.generate(), timeout_s=30.0) as c:
+            t = time.monotonic()
+            with pytest.raises(Unreachable, match="Timeout"):
+                await c.post("/api/v1/schedule", b"{}", timeout_s=0.5)
+            assert time.monotonic() - t < 5 and accepted
+    finally:
+        for w in accepted:
+            w.close()
+        srv.close()
+        await srv.wait_closed()
+
+
+def test_poll_timeout_is_two_poll_intervals_within_bounds() -> None:
+    from probe.agent.service import poll_timeout_s
+
+    assert poll_timeout_s(1.5) == 3.0 and poll_timeout_s(10.0) == 20.0 and poll_timeout_s(60.0) == 30.0

@@ -53,16 +53,19 @@ class Client:
             self._session = aiohttp.ClientSession(timeout=self.timeout, auto_decompress=True)
         return self._session
 
-    async def post(self, path: str, body: bytes, content_type: str = "application/json") -> Answer:
-        """POST to the first endpoint that answers (any HTTP status counts as an answer)."""
+    async def post(self, path: str, body: bytes, content_type: str = "application/json", *,
+                   timeout_s: float | None = None) -> Answer:
+        """POST to the first endpoint that answers (any HTTP status counts as an answer).
+        ``timeout_s`` bounds each endpoint's attempt (default: the client's timeout)."""
         errors = []
+        timeout = None if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s, connect=min(10.0, timeout_s))
         for i, base in enumerate(self.endpoints):
             headers = signing.sign_headers(self.key, "POST", path, self.probe_id, body,
                                            now=time.time() + self.clock_offset_s)
             headers["Content-Type"] = content_type
             sent = time.time()
             try:
-                async with self.session().post(base + path, data=body, headers=headers) as resp:
+                async with self.session().post(base + path, data=body, headers=headers, timeout=timeout) as resp:
                     raw = await resp.read()
                     self._learn_clock(resp.headers.get("Date"), sent, time.time())
                     try:

@@ -34,6 +34,13 @@ UPLOAD_LINGER_S = 5.0      # after the first new result, wait this long so resul
 LINGER_FRACTION = 0.1      # ... but never more than this share of the shortest task interval
 
 
+def poll_timeout_s(poll_interval_s: float) -> float:
+    """A poll that has not been answered within two poll intervals is given up and tried afresh:
+    a connection attempt made during a cut would otherwise wait out TCP's SYN back-off (up to
+    10 s) after the line is back, delaying the heartbeat that tells the coordinator so."""
+    return min(30.0, max(3.0, 2 * poll_interval_s))
+
+
 def upload_linger_s(shortest_interval_s: float | None) -> float:
     """How long results gather before an upload: batches without holding a result back for a
     sizeable part of a measurement interval (a fast campaign is a fast campaign end to end)."""
@@ -112,7 +119,7 @@ class Agent:
                              "software": SOFTWARE}).encode()
         self.status["last_poll_ts"] = time.time()
         try:
-            ans = await self.client.post(SCHEDULE_PATH, body)
+            ans = await self.client.post(SCHEDULE_PATH, body, timeout_s=poll_timeout_s(self.poll_interval_s()))
         except Unreachable as exc:
             self.status["last_poll_outcome"] = "unreachable: " + str(exc)[:200]
             return False
@@ -129,12 +136,15 @@ class Agent:
             self.reconnected.set()
         return True
 
+    def poll_interval_s(self) -> float:
+        return self.poll_override or float(self.schedule.get("poll_interval_s") or DEFAULT_POLL_S)
+
     async def poll_loop(self, stop: asyncio.Event) -> None:
         failures = 0
         while not stop.is_set():
             ok = await self.poll_once()
             failures = 0 if ok else failures + 1
-            interval = self.poll_override or float(self.schedule.get("poll_interval_s") or DEFAULT_POLL_S)
+            interval = self.poll_interval_s()
             wait = interval * self.rng.uniform(0.9, 1.1) if ok else min(interval, backoff(failures, self.rng))
             self._save_status()
             await _sleep_or_stop(stop, wait)
