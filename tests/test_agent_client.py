@@ -107,3 +107,35 @@ def test_poll_timeout_is_two_poll_intervals_within_bounds() -> None:
     from probe.agent.service import poll_timeout_s
 
     assert poll_timeout_s(1.5) == 3.0 and poll_timeout_s(10.0) == 20.0 and poll_timeout_s(60.0) == 30.0
+
+
+async def test_connect_timeout_bounds_an_attempt_whose_syn_gets_no_answer() -> None:
+    """A listener whose accept queue is full drops new SYNs (as a cut link does): the attempt ends
+    after the client's connect timeout, not after its 30 s total."""
+    import asyncio
+
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)
+    port = lsock.getsockname()[1]
+    fillers = []
+    for _ in range(3):                      # fill the accept queue (never accepted)
+        f = socket.socket()
+        f.setblocking(False)
+        try:
+            f.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(f)
+    await asyncio.sleep(0.2)
+    try:
+        async with Client([f"http://127.0.0.1:{port}"], Ed25519PrivateKey.generate(), timeout_s=30.0) as c:
+            c.connect_timeout_s = 0.7
+            t = time.monotonic()
+            with pytest.raises(Unreachable):
+                await c.post("/api/v1/schedule", b"{}")
+            assert time.monotonic() - t < 5
+    finally:
+        for f in fillers:
+            f.close()
+        lsock.close()

@@ -34,7 +34,8 @@ class Client:
         self.key = key
         self.probe_id = probe_id
         self.clock_offset_s = 0.0          # coordinator clock - local clock, from the Date header
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(10.0, timeout_s))
+        self.timeout_s = timeout_s
+        self.connect_timeout_s = min(10.0, timeout_s)   # the agent shortens it to fit its poll interval
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Client:
@@ -50,7 +51,7 @@ class Client:
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self.timeout, auto_decompress=True)
+            self._session = aiohttp.ClientSession(auto_decompress=True)
         return self._session
 
     async def post(self, path: str, body: bytes, content_type: str = "application/json", *,
@@ -58,7 +59,8 @@ class Client:
         """POST to the first endpoint that answers (any HTTP status counts as an answer).
         ``timeout_s`` bounds each endpoint's attempt (default: the client's timeout)."""
         errors = []
-        timeout = None if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s, connect=min(10.0, timeout_s))
+        total = self.timeout_s if timeout_s is None else timeout_s
+        timeout = aiohttp.ClientTimeout(total=total, connect=min(self.connect_timeout_s, total))
         for i, base in enumerate(self.endpoints):
             headers = signing.sign_headers(self.key, "POST", path, self.probe_id, body,
                                            now=time.time() + self.clock_offset_s)

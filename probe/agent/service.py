@@ -145,6 +145,9 @@ class Agent:
             ok = await self.poll_once()
             failures = 0 if ok else failures + 1
             interval = self.poll_interval_s()
+            # a connection attempt (poll or upload) made during a cut is given up as quickly, not
+            # left in TCP's SYN back-off after the line is back
+            self.client.connect_timeout_s = min(10.0, poll_timeout_s(interval))
             wait = interval * self.rng.uniform(0.9, 1.1) if ok else min(interval, backoff(failures, self.rng))
             self._save_status()
             await _sleep_or_stop(stop, wait)
