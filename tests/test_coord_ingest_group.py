@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 from test_coord_helpers import count, make_service, register
 
-from coordinator.api_ingest import COMMITTER, Committer, Job, _ingest_group, _prepare, decode_batch
+from coordinator.api_ingest import (
+    COMMITTER,
+    GROUP_MAX_RECORDS,
+    Committer,
+    Job,
+    _ingest_group,
+    _prepare,
+    decode_batch,
+)
 
 
 @pytest.fixture
@@ -77,3 +85,11 @@ async def test_concurrent_uploads_each_answered_once_and_in_seq_order(service: A
     c = client.server.app[COMMITTER]
     assert c.batches == 13 and 1 <= c.groups <= 13
 
+
+
+def test_docs_state_the_group_limit_and_the_insert_path() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "coordinator.md").read_text()
+    ingest = text[text.index("### Ingest"):text.index("### Read side")]
+    assert f"at most {GROUP_MAX_RECORDS} items per group" in ingest
+    for name in ("prepare_measurements", "write_prepared", "upload_chain", "received_ts", "savepoint"):
+        assert name in ingest, name
