@@ -1,8 +1,12 @@
 """Archive export: measurements/s to JSONL.gz and peak RSS over 1M- and 10M-row ranges.
 
 Ours: ``coordinator.archive.build.build`` of a range bundle in JSONL.gz only (gzip level: the
-``[archive] gzip_level`` default unless ``--gzip-level``), each run in a fresh process that reports its
-own peak RSS (ru_maxrss) and CPU time (all threads).  Peer, same rows, same run:
+``[archive] gzip_level`` default unless ``--gzip-level``; ``[archive] export_workers`` processes: the
+default unless ``--workers``, a list runs each), each run in a fresh process.  Peak RSS counts the
+worker processes too: "RSS MB" is the process's own ru_maxrss plus its children's (RUSAGE_CHILDREN,
+the largest child; exact for 2 workers, the builder and one spawned child) and "tree MB" the largest
+sum of RSS over the process tree sampled every 50 ms with psutil.  CPU time: every thread of every
+process.  Peer, same rows, same run:
 ``sqlite3 -readonly DB '.mode json' 'SELECT * ... ORDER BY start_ts, seq' | gzip -6`` (its peak RSS
 and the pipeline's CPU time from /usr/bin/time).  CPU µs/row does not depend on the machine's load
 as much as rows/s does.  One database holds 10M rows: 100,800 synthetic records inserted through
@@ -11,6 +15,7 @@ made without the indexes the export does not use; ``start_ts``'s stays); the 1M 
 tenth of it.  The database is kept in --workdir between runs.
 
     python bench/bench_archive_export.py [--runs 3] [--sizes 1000000,10000000] [--workdir DIR] [--gzip-level N]
+                                         [--workers 1,2]
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -88,22 +95,48 @@ def child(args: argparse.Namespace) -> None:
     try:
         t = time.perf_counter()
         path = build.build(args.data, build.range_spec(args.since, args.until),
-                           Settings(dir=str(out), gzip_level=args.gzip_level), formats_=["jsonl"])
+                           Settings(dir=str(out), gzip_level=args.gzip_level, export_workers=int(args.workers)),
+                           formats_=["jsonl"])
         seconds = time.perf_counter() - t
         m = json.loads((path / "manifest.json").read_text())
         size = sum(f["bytes"] for f in m["files"])
     finally:
         shutil.rmtree(out, ignore_errors=True)
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)          # workers are joined by now
     print(json.dumps({"rows": m["counts"]["measurements"], "seconds": seconds, "bytes": size,
-                      "maxrss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime}))
+                      "maxrss_mb": (usage.ru_maxrss + kids.ru_maxrss) / 1024,
+                      "self_mb": usage.ru_maxrss / 1024, "child_mb": kids.ru_maxrss / 1024,
+                      "cpu_s": usage.ru_utime + usage.ru_stime + kids.ru_utime + kids.ru_stime}))
 
 
-def ours(data: Path, since: float, until: float, level: int) -> dict[str, float]:
-    out = subprocess.run([sys.executable, __file__, "--child", "--data", str(data), "--since", str(since),
-                          "--until", str(until), "--gzip-level", str(level)],
-                         capture_output=True, text=True, check=True, cwd=ROOT)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def ours(data: Path, since: float, until: float, level: int, workers: int) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--child", "--data", str(data), "--since", str(since),
+           "--until", str(until), "--gzip-level", str(level), "--workers", str(workers)]
+    with tempfile.TemporaryFile("w+") as out, subprocess.Popen(cmd, stdout=out, cwd=ROOT) as proc:
+        ps, peak = psutil.Process(proc.pid), 0
+        while proc.poll() is None:
+            try:
+                peak = max(peak, tree_rss(ps))
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+        if proc.returncode:
+            raise SystemExit(f"export child failed ({proc.returncode})")
+        out.seek(0)
+        result: dict[str, float] = json.loads(out.read().strip().splitlines()[-1])
+    result["tree_mb"] = peak / 2**20
+    return result
 
 
 def peer(data: Path, since: float, until: float) -> dict[str, float]:
@@ -133,10 +166,12 @@ def main() -> None:
     p.add_argument("--sizes", default="1000000,10000000")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "tocsin-bench-archive")
     p.add_argument("--gzip-level", type=int, default=None, help="ours; default: the [archive] gzip_level default")
+    p.add_argument("--workers", default=None, help="ours, comma-separated; default: [archive] export_workers")
     args = p.parse_args()
     from coordinator.archive.settings import Settings
 
     args.gzip_level = Settings().gzip_level if args.gzip_level is None else args.gzip_level
+    args.workers = str(Settings().export_workers) if args.workers is None else args.workers
     if args.child:
         child(args)
         return
@@ -147,28 +182,37 @@ def main() -> None:
     print(f"# {load()} (start)")
     data = make_db(args.workdir, copies)
     print(f"# {load()} (database ready)", flush=True)
+    workers = [int(w) for w in args.workers.split(",")]
     print(f"\nJSONL.gz export (ours: gzip level {args.gzip_level}; peer: gzip -6), medians of {args.runs} runs"
-          " (peak RSS: max over runs; CPU: user+sys of every thread/process, per row)")
-    print(f"{'rows':>10} | {'ours rows/s':>11} | {'ours RSS MB':>11} | {'B/row':>5} | {'CPU us/row':>10} |"
-          f" {'sqlite3|gzip rows/s':>19} | {'peer RSS MB':>11} | {'B/row':>5} | {'CPU us/row':>10} | {'ratio':>5} | load",
-          flush=True)
+          " (peak RSS: max over runs, worker processes included; CPU: user+sys of every thread/process, per row)")
+    print(f"{'rows':>10} | {'workers':>7} | {'ours rows/s':>11} | {'RSS MB':>6} | {'tree MB':>7} | {'B/row':>5} |"
+          f" {'CPU us/row':>10} | {'sqlite3|gzip rows/s':>19} | {'peer RSS MB':>11} | {'B/row':>5} |"
+          f" {'CPU us/row':>10} | {'ratio':>5} | load", flush=True)
     for size in sizes:
         slices = -(-size // 100_800)
         since, until = synthetic.T0, synthetic.T0 + slices * SLICE_S
-        o, q = [], []
-        for _ in range(args.runs):                  # interleaved, so both see the same load
-            o.append(ours(data, since, until, args.gzip_level))
+        o: dict[int, list[dict[str, float]]] = {w: [] for w in workers}
+        q = []
+        for _ in range(args.runs):                  # interleaved, so all see the same load
+            for w in workers:
+                o[w].append(ours(data, since, until, args.gzip_level, w))
             q.append(peer(data, since, until))
-        n = o[0]["rows"]
-        o_rate = statistics.median(n / r["seconds"] for r in o)
+        n = o[workers[0]][0]["rows"]
         q_rate = statistics.median(n / r["seconds"] for r in q)
-        o_cpu = statistics.median(r["cpu_s"] for r in o) / n * 1e6
         q_cpu = statistics.median(r["cpu_s"] for r in q) / n * 1e6
-        print(f"{n:>10} | {o_rate:>11,.0f} | {max(r['maxrss_mb'] for r in o):>11.1f} | {o[0]['bytes'] / n:>5.0f} |"
-              f" {o_cpu:>10.1f} | {q_rate:>19,.0f} | {max(r['maxrss_mb'] for r in q):>11.1f} |"
-              f" {q[0]['bytes'] / n:>5.0f} | {q_cpu:>10.1f} | {o_rate / q_rate:>5.2f} | {load()}", flush=True)
-        print(f"#   ours per run (rows/s, MB): {[(round(n / r['seconds']), round(r['maxrss_mb'], 1)) for r in o]}; "
-              f"peer: {[(round(n / r['seconds']), round(r['maxrss_mb'], 1)) for r in q]}", flush=True)
+        for w in workers:
+            runs = o[w]
+            o_rate = statistics.median(n / r["seconds"] for r in runs)
+            o_cpu = statistics.median(r["cpu_s"] for r in runs) / n * 1e6
+            print(f"{n:>10} | {w:>7} | {o_rate:>11,.0f} | {max(r['maxrss_mb'] for r in runs):>6.1f} |"
+                  f" {max(r['tree_mb'] for r in runs):>7.1f} | {runs[0]['bytes'] / n:>5.0f} | {o_cpu:>10.1f} |"
+                  f" {q_rate:>19,.0f} | {max(r['maxrss_mb'] for r in q):>11.1f} | {q[0]['bytes'] / n:>5.0f} |"
+                  f" {q_cpu:>10.1f} | {o_rate / q_rate:>5.2f} | {load()}", flush=True)
+            print(f"#   ours x{w} per run (rows/s, RSS MB self+child, tree MB): "
+                  f"{[(round(n / r['seconds']), round(r['self_mb'], 1), round(r['child_mb'], 1), round(r['tree_mb'], 1)) for r in runs]}",
+                  flush=True)
+        print(f"#   peer per run (rows/s, MB): {[(round(n / r['seconds']), round(r['maxrss_mb'], 1)) for r in q]}",
+              flush=True)
     print(f"# {load()} (end); target: >= 100,000 rows/s, peak RSS the same for every size")
 
 

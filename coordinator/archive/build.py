@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from coordinator import db as dbmod
-from coordinator.archive import formats, jsonl, manifest, signing
+from coordinator.archive import formats, jsonl, manifest, parallel, signing
 from coordinator.archive.settings import Settings
 from probe.record import FIELD_NAMES, SCHEMA_VERSION
 
@@ -166,7 +166,7 @@ def build(data_dir: str | Path, spec: Spec, settings: Settings | None = None, *,
     conn = dbmod.connect(dbmod.db_path(data_dir), readonly=True)
     try:
         conn.execute("BEGIN")            # one snapshot for measurements, events and probes
-        body = _build_into(conn, tmp, spec, settings, fmts, now)
+        body = _build_into(conn, dbmod.db_path(data_dir), tmp, spec, settings, fmts, now)
         conn.execute("COMMIT")
         body["detector"]["thresholds"] = _verdict_thresholds(data_dir)
         manifest.write_signed(tmp, body, signing.load_or_create_key(data_dir))
@@ -213,13 +213,14 @@ def _other_formats(conn: sqlite3.Connection, root: Path, settings: Settings, fmt
             for (fmt, test), sink in sorted(sinks.items()) if sink is not None]
 
 
-def _build_into(conn: sqlite3.Connection, root: Path, spec: Spec, settings: Settings, fmts: list[str],
-                now: float) -> dict[str, Any]:
+def _build_into(conn: sqlite3.Connection, db_path: Path, root: Path, spec: Spec, settings: Settings,
+                fmts: list[str], now: float) -> dict[str, Any]:
     embargo = embargoes(conn)
     filters: dict[str, Any] = {"since": spec.since, "until": spec.until, "campaign": spec.campaign_id}
-    run = jsonl.export(conn, root if "jsonl" in fmts else None, filters, embargo, now, settings.gzip_level)
+    run = parallel.export(conn, db_path, root if "jsonl" in fmts else None, filters, embargo, now,
+                          settings.gzip_level, settings.export_workers)
     files = [manifest.file_entry(root, formats.sink_path("jsonl", test), "jsonl", run.by_test[test])
-             for test in sorted(run.files)]
+             for test in (sorted(run.by_test) if "jsonl" in fmts else [])]
     other = [f for f in fmts if f != "jsonl"]
     if other:
         files += _other_formats(conn, root, settings, other, filters, embargo, now)

@@ -87,9 +87,13 @@ def scrub_keys(text: bytes) -> bytes:
 
 
 def fetch(conn: sqlite3.Connection, filters: Mapping[str, Any], embargo: Mapping[str, float],
-          now: float) -> Iterator[list[tuple[Any, ...]]]:
-    """Published rows (columns :data:`SELECT`) in ``start_ts`` order, ``CHUNK_ROWS`` at a time."""
+          now: float, part: tuple[str, list[Any]] | None = None) -> Iterator[list[tuple[Any, ...]]]:
+    """Published rows (columns :data:`SELECT`) in ``start_ts`` order, ``CHUNK_ROWS`` at a time;
+    ``part`` (SQL condition, parameters) narrows them to one sub-range (:mod:`parallel`)."""
     clause, params = where(filters, embargo, now)
+    if part is not None:
+        clause = f"{clause} AND {part[0]}" if clause else f" WHERE {part[0]}"
+        params = [*params, *part[1]]
     cur = conn.cursor()
     cur.row_factory = None
     cur.execute(f"SELECT {SELECT} FROM measurements{clause} ORDER BY start_ts, seq", params)
@@ -143,14 +147,16 @@ class Export:
 
 
 def export(conn: sqlite3.Connection, root: Path | None, filters: Mapping[str, Any],
-           embargo: Mapping[str, float], now: float, level: int) -> Export:
-    """One pass over the published rows: ``measurements/<test>.jsonl.gz`` under ``root`` (none
-    when ``root`` is None) and the counts.  Every file is closed when this returns or raises."""
+           embargo: Mapping[str, float], now: float, level: int,
+           part: tuple[str, list[Any]] | None = None) -> Export:
+    """One pass over the published rows (of one sub-range if ``part``, see :func:`fetch`):
+    ``measurements/<test>.jsonl.gz`` under ``root`` (none when ``root`` is None) and the counts.
+    Every file is closed when this returns or raises."""
     out = Export()
     probes: set[str | None] = set()
     atlas_ids: set[int | None] = set()
     try:
-        for rows in fetch(conn, filters, embargo, now):
+        for rows in fetch(conn, filters, embargo, now, part):
             chunk, scrubbed = lines(rows)
             out.scrubbed += scrubbed
             blocks: dict[str, list[bytes]] = {}

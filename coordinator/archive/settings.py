@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,8 @@ class Settings:
     dir: str = "archives"                    # bundles' folder, relative to the data dir unless absolute
     formats: list[str] = field(default_factory=lambda: ["jsonl", "parquet", "csv", "atlas"])
     gzip_level: int = 3                      # 1 (fast) .. 9 (small) for .jsonl.gz files (docs: trade-off)
+    # processes of a JSONL export of >= 200k rows; 1: the building process alone (docs: Export speed)
+    export_workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
     parquet_batch_rows: int = 20000          # rows per Parquet row group; bounds the build's memory
     query_max_days: float = 366.0            # widest time range one streamed query may ask for
     daily_build: bool = True                 # the coordinator builds daily bundles by itself
@@ -26,6 +29,8 @@ class Settings:
             raise ValueError(f"archive.formats: {bad or 'empty'} - choose from {', '.join(FORMATS)}")
         if not 1 <= self.gzip_level <= 9:
             raise ValueError("archive.gzip_level must be 1..9")
+        if not 1 <= self.export_workers <= 16:
+            raise ValueError("archive.export_workers must be 1..16")
         if self.parquet_batch_rows < 100:
             raise ValueError("archive.parquet_batch_rows must be at least 100")
         if self.daily_delay_s < 0 or self.daily_backfill_days < 1 or self.daily_check_s <= 0:
