@@ -161,9 +161,9 @@ Result = tuple[Outcome, int] | Exception
 def _ingest_group(conn: sqlite3.Connection, jobs: list[Job]) -> list[Result]:
     """Store the batches waiting for the writer in ONE transaction (group commit), each batch in its
     own savepoint so an error undoes that batch alone.  Nothing is acknowledged before the COMMIT."""
-    now = time.time()   # taken on the writer thread, so received_ts grows with seq
     results: list[Result] = []
     conn.execute("BEGIN IMMEDIATE")
+    now = time.time()   # taken once the write lock is held, so received_ts grows with seq
     try:
         for probe_id, items, prep in jobs:
             conn.execute("SAVEPOINT ingest_batch")

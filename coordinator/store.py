@@ -160,7 +160,7 @@ class Prepared:
     heads: list[tuple[Any, ...]] = field(default_factory=list)   # rows without received_ts, flags
     indices: list[int] = field(default_factory=list)              # each head's index in the batch
     rejected: list[tuple[int, str]] = field(default_factory=list)
-    duplicates: list[str] = field(default_factory=list)          # repeated in the batch, same content
+    duplicates: list[tuple[int, str]] = field(default_factory=list)   # (index, id) repeated in the batch, same content
 
 
 def prepare_measurements(records: Iterable[Any], *,
@@ -181,7 +181,7 @@ def prepare_measurements(records: Iterable[Any], *,
         mid = head[0]
         if mid in hashes:
             if hashes[mid] == head[1]:
-                prep.duplicates.append(mid)
+                prep.duplicates.append((index, mid))
             else:
                 prep.rejected.append((index, f"conflict: measurement_id {mid} appears twice in the batch with different content"))
             continue
@@ -194,7 +194,7 @@ def prepare_measurements(records: Iterable[Any], *,
 def write_prepared(conn: sqlite3.Connection, prep: Prepared, received_ts: float) -> Outcome:
     """Store a prepared batch inside the caller's open transaction (``BEGIN IMMEDIATE`` ...
     ``COMMIT`` around it); nothing is committed here.  Idempotency as :func:`insert_measurements`."""
-    out = Outcome(duplicates=list(prep.duplicates), rejected=list(prep.rejected))
+    out = Outcome(rejected=list(prep.rejected))
     if not prep.heads:
         return out
     existing: dict[str, str] = {}
@@ -204,11 +204,13 @@ def write_prepared(conn: sqlite3.Connection, prep: Prepared, received_ts: float)
         q = f"SELECT measurement_id, content_hash FROM measurements WHERE measurement_id IN ({','.join('?' * len(chunk))})"
         existing.update((r[0], r[1]) for r in conn.execute(q, chunk))
     fresh = []
+    conflicts: dict[str, str] = {}
     for index, head in zip(prep.indices, prep.heads, strict=True):
         mid = head[0]
         known = existing.get(mid)
         if known is not None and known != head[1]:
-            out.rejected.append((index, f"conflict: measurement_id {mid} is already stored with different content"))
+            conflicts[mid] = f"conflict: measurement_id {mid} is already stored with different content"
+            out.rejected.append((index, conflicts[mid]))
             continue
         flags = _flags(head[14], received_ts)
         if flags:
@@ -219,6 +221,13 @@ def write_prepared(conn: sqlite3.Connection, prep: Prepared, received_ts: float)
             fresh.append((*head, received_ts, flags))
             out.inserted.append(mid)
     conn.executemany(_INSERT_SQL, fresh)
+    # a second copy in the batch shares its first copy's fate: a conflict with the stored row is
+    # refused for both (acknowledging the copy would let the probe drop it from its outbox)
+    for index, mid in prep.duplicates:
+        if mid in conflicts:
+            out.rejected.append((index, conflicts[mid]))
+        else:
+            out.duplicates.append(mid)
     return out
 
 
@@ -237,7 +246,7 @@ def insert_measurements(
     now = time.time() if received_ts is None else received_ts
     prep = prepare_measurements(records, check=check)
     if not prep.heads:
-        return Outcome(duplicates=prep.duplicates, rejected=prep.rejected)
+        return Outcome(rejected=prep.rejected)     # no first copy, so no second copy either
     conn.execute("BEGIN IMMEDIATE")
     try:
         out = write_prepared(conn, prep, now)

@@ -159,3 +159,18 @@ def test_a_failing_worker_fails_the_export_and_leaves_nothing(tmp_path: Path) ->
     assert not (root / parallel.PARTS_DIR).exists()
     doc = (Path(__file__).parent.parent / "docs" / "archives.md").read_text()
     assert "`archive export worker failed (exit N): <its last stderr" in doc
+
+
+def test_workers_ignore_a_coordinator_package_in_the_working_directory(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers import the builder's own source tree: an export run from inside another checkout
+    (or any directory holding a ``coordinator`` package) must not pick that one up."""
+    make_data(tmp_path / "data")
+    decoy = tmp_path / "cwd" / "coordinator"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("raise SystemExit('decoy coordinator imported')\n")
+    monkeypatch.chdir(tmp_path / "cwd")
+    single = run(tmp_path / "data", tmp_path / "one", 1, {})
+    split = run(tmp_path / "data", tmp_path / "two", 2, {})
+    assert split.by_test == single.by_test
+    assert files(tmp_path / "one") == files(tmp_path / "two")

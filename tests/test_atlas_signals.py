@@ -143,3 +143,14 @@ def test_thresholds_from_the_data_directorys_config(tmp_path: Path) -> None:
     events(conn, [(i, T + 60, "disconnect") for i in ids[:2]])
     sig = [s for s in atlas_signals(conn, T, T + 300) if s.scope == "KZ"]
     assert [(s.start_ts, s.end_ts, s.state) for s in sig] == [(T, T + 300, "down")]
+
+
+def test_a_lone_probe_going_down_is_degraded_but_a_long_dead_one_is_nothing(conn: sqlite3.Connection) -> None:
+    storage.store_probes(conn, [{"id": 9001, "country_code": "KG", "asn_v4": 65001,
+                                 "status": {"name": "Connected", "since": "2021-12-01T00:00:00Z"}},
+                                {"id": 9002, "country_code": "TJ", "asn_v4": 65002,
+                                 "status": {"name": "Disconnected", "since": "2021-11-01T00:00:00Z"}}])
+    events(conn, [(9001, T - 10 * DAY, "connect"), (9001, T + 60, "disconnect"),
+                  (9002, T - 30 * DAY, "disconnect")])
+    assert fired(conn, "AS65001", "degraded")[0] == T and fired(conn, "AS65001") == []   # never "down" alone
+    assert fired(conn, "AS65002", "degraded") == [] and fired(conn, "TJ", "degraded") == []

@@ -107,15 +107,25 @@ def run_part(db_path: str, root: str | None, filters: dict[str, Any], embargo: d
 
 def _start(db_path: str, root: str | None, filters: dict[str, Any], embargo: dict[str, float],
            now: float, level: int, part: Part, errlog: IO[bytes]) -> subprocess.Popen[bytes]:
-    """A worker process: ``python -m coordinator.archive.parallel JOB`` (a fresh interpreter that
-    imports only this package, whatever the caller's ``__main__`` is), from this same source tree."""
+    """A worker process: ``python -P -m coordinator.archive.parallel`` with the job on its stdin (a
+    fresh interpreter that imports only this package, whatever the caller's ``__main__`` is, from
+    this same source tree: ``-P`` keeps the working directory off ``sys.path``; the job goes on
+    stdin, so no embargo list can outgrow the command line)."""
     job = {"db": db_path, "root": root, "filters": filters, "embargo": embargo, "now": now, "level": level,
            "part": dataclasses.asdict(part)}
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
                                                       env.get("PYTHONPATH")]))
-    return subprocess.Popen([sys.executable, "-m", "coordinator.archive.parallel", json.dumps(job)],
-                            stdout=subprocess.PIPE, stderr=errlog, stdin=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "coordinator.archive.parallel"],
+                            stdout=subprocess.PIPE, stderr=errlog, stdin=subprocess.PIPE, env=env)
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(json.dumps(job).encode())
+        proc.stdin.close()
+    except BrokenPipeError:   # the worker died at start-up: _result reports its exit and stderr
+        pass
+    proc.stdin = None         # written and closed: communicate() must not touch it again
+    return proc
 
 
 def _result(proc: subprocess.Popen[bytes], errlog: IO[bytes]) -> jsonl.Export:
@@ -130,7 +140,7 @@ def _result(proc: subprocess.Popen[bytes], errlog: IO[bytes]) -> jsonl.Export:
 
 
 def main(argv: list[str]) -> None:
-    job = json.loads(argv[0])
+    job = json.loads(argv[0] if argv else sys.stdin.read())
     out = run_part(job["db"], job["root"], job["filters"], job["embargo"], job["now"], job["level"],
                    Part(**job["part"]))
     sys.stdout.write(json.dumps({"by_test": dict(out.by_test), "probes": sorted(out.probes),

@@ -11,8 +11,9 @@ tail probability is below ``alpha``, at least ``min(min_disconnects, N)`` (and n
 probes are down and they are at least ``min_fraction`` of the scope - so one probe dying never
 fires.  An ``up`` signal is given when at least that many down probes reconnect in a bucket.
 A scope with a single Atlas probe never fires alone; when that probe is down, the bucket gets a
-``degraded`` signal, which the verdict engine uses only to corroborate an outage that at least two
-of our own probes already show in that scope.
+``degraded`` signal (only if that probe was up at least half of ``baseline_s`` before the bucket:
+a long-dead probe says nothing about now), which the verdict engine uses only to corroborate an
+outage that at least two of our own probes already show in that scope.
 
 ``atlas_reachability`` - per country and bucket, Atlas ping/traceroute results towards targets in
 the country (``target_cc``) or from probes in it (``probe_cc``): ``down`` when at most 20% of at
@@ -125,7 +126,8 @@ def disconnect_signals(conn: sqlite3.Connection, since_ts: float, until_ts: floa
             tail = binom_sf(k, n, q)
             cc = members[0].cc if scope_type == "country" else None
             asn = int(scope[2:]) if scope_type == "asn" else None
-            if n == 1 and k == 1:
+            if n == 1 and k == 1 and members[0].down_time(base_a, b0) <= 0.5 * s.baseline_s:
+                # (only a probe that was mostly up before: a long-dead one says nothing about now)
                 # the scope's only Atlas probe is down: too thin to say anything alone, but it can
                 # corroborate an outage that other classes already see (docs/atlas.md, "degraded")
                 out.append(Signal("atlas_disconnect", scope_type, scope, b0, b1, "degraded", 0.25, cc=cc,
