@@ -158,11 +158,11 @@ def test_conflict_with_stored_row_names_its_batch_index(conn: sqlite3.Connection
 def test_a_second_copy_of_a_conflicting_record_is_refused_too(conn: sqlite3.Connection) -> None:
     r = rec(1)
     insert_measurements(conn, [r])
-    changed = dict(r, runtime_s=9.0)
-    out = insert_measurements(conn, [changed, rec(2), changed])
+    changed, other = dict(r, runtime_s=9.0), rec(2)
+    out = insert_measurements(conn, [changed, other, changed])
     reason = f"conflict: measurement_id {r['measurement_id']} is already stored with different content"
     assert sorted(out.rejected) == [(0, reason), (2, reason)]
-    assert out.duplicates == [] and out.inserted == [rec(2)["measurement_id"]]
+    assert out.duplicates == [] and out.inserted == [other["measurement_id"]]
 
 
 _json_scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1)
