@@ -12,7 +12,7 @@ import hashlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,12 +273,8 @@ FILTERS: dict[str, str] = {
 }
 
 
-def iter_measurements(
-    conn: sqlite3.Connection, *, order: str = "start_ts", batch: int = 5000, **filters: Any
-) -> Iterator[sqlite3.Row]:
-    """Stream measurement rows matching ``filters`` (keys of :data:`FILTERS`), ``batch`` at a time."""
-    if order not in ("start_ts", "seq"):
-        raise ValueError("order must be start_ts or seq")
+def filter_conditions(filters: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
+    """SQL conditions and their parameters for ``filters`` (keys of :data:`FILTERS`; None skipped)."""
     conds, params = [], []
     for key, value in filters.items():
         if value is None:
@@ -287,6 +283,16 @@ def iter_measurements(
             raise ValueError(f"unknown filter {key}")
         conds.append(FILTERS[key])
         params.append(value)
+    return conds, params
+
+
+def iter_measurements(
+    conn: sqlite3.Connection, *, order: str = "start_ts", batch: int = 5000, **filters: Any
+) -> Iterator[sqlite3.Row]:
+    """Stream measurement rows matching ``filters`` (keys of :data:`FILTERS`), ``batch`` at a time."""
+    if order not in ("start_ts", "seq"):
+        raise ValueError("order must be start_ts or seq")
+    conds, params = filter_conditions(filters)
     where = (" WHERE " + " AND ".join(conds)) if conds else ""
     cur = conn.execute(f"SELECT * FROM measurements{where} ORDER BY {order}, seq", params)
     while True:

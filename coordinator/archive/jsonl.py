@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from coordinator.archive import formats
-from coordinator.store import FILTERS
+from coordinator.store import filter_conditions
 
 CHUNK_ROWS = 5000         # rows per fetchmany
 
@@ -56,14 +56,7 @@ def where(filters: Mapping[str, Any], embargo: Mapping[str, float], now: float,
           withheld: bool = False) -> tuple[str, list[Any]]:
     """WHERE clause for ``filters`` (keys of :data:`coordinator.store.FILTERS`) and the embargo:
     the published rows, or with ``withheld`` the embargoed ones."""
-    conds, params = [], []
-    for key, value in filters.items():
-        if value is None:
-            continue
-        if key not in FILTERS:
-            raise ValueError(f"unknown filter {key}")
-        conds.append(FILTERS[key])
-        params.append(value)
+    conds, params = filter_conditions(filters)
     if embargo:
         cond, eparams = embargo_condition(embargo, now)
         conds.append(cond if withheld else f"NOT {cond}")
