@@ -127,9 +127,9 @@ def disconnect_signals(conn: sqlite3.Connection, since_ts: float, until_ts: floa
             cc = members[0].cc if scope_type == "country" else None
             asn = int(scope[2:]) if scope_type == "asn" else None
             if n == 1 and k == 1 and members[0].down_time(base_a, b0) <= 0.5 * s.baseline_s:
-                # (only a probe that was mostly up before: a long-dead one says nothing about now)
-                # the scope's only Atlas probe is down: too thin to say anything alone, but it can
-                # corroborate an outage that other classes already see (docs/atlas.md, "degraded")
+                # the scope's only Atlas probe went down (it was mostly up before: a long-dead one
+                # says nothing about now): too thin alone, but it can corroborate an outage other
+                # classes already see (docs/atlas.md, "degraded")
                 out.append(Signal("atlas_disconnect", scope_type, scope, b0, b1, "degraded", 0.25, cc=cc,
                                   asn=asn, evidence=(f"atlas:7000:{down[0].prb_id}:{int(_last_disconnect(down[0], b1))}",)))
             elif k >= need and k / n >= s.min_fraction and tail < s.alpha:
