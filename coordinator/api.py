@@ -191,7 +191,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    from coordinator import api_ingest, api_read
+    from coordinator import api_ingest, api_read, replica, replica_api
 
     config = cfg(app)
     app[SERVICE] = ServiceState(
@@ -206,6 +206,8 @@ def setup(app: web.Application) -> None:
     app.router.add_post(f"{API}/invites", make_invite)
     api_ingest.setup(app)
     api_read.setup(app)
+    replica_api.setup(app)   # upstream side: only with [replica] token (docs/replica.md)
+    replica.setup(app)       # replica mode: only with [replica] upstream
 
 
 def routes(app: web.Application) -> list[tuple[str, str]]:

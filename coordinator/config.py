@@ -33,6 +33,21 @@ SECTION_MODULES: tuple[tuple[str, str], ...] = (
 )
 
 
+@dataclass
+class ReplicaSettings:
+    """The ``[replica]`` table (docs/replica.md): both ends of coordinator replication."""
+
+    token: str = ""                  # upstream side: bearer token replicas present; empty = no replica routes
+    upstream: str = ""               # replica side: the upstream coordinator's URL; set = this is a replica
+    upstream_token: str = ""         # replica side: the upstream's [replica] token (TOCSIN_REPLICA__UPSTREAM_TOKEN)
+    upstream_token_file: str = ""    # replica side: ... or a file holding it (first line)
+    sync_s: float = 1.0              # how often measurements, heartbeats and forwarded data are exchanged
+    registry_s: float = 30.0         # how often probes, their networks and campaigns are pulled
+    history_s: float = 86400.0       # a fresh replica pulls measurements and heartbeats this far back
+    timeout_s: float = 10.0          # one request to the upstream, connection included
+    batch_records: int = 5000        # most measurements per pull or push request
+
+
 class ConfigError(ValueError):
     """The configuration file or environment is invalid; the message says what and where."""
 
@@ -78,7 +93,7 @@ class Config:
 
 def section_classes() -> dict[str, type]:
     """Installed feature sections: name -> Settings dataclass."""
-    found: dict[str, type] = {"coordinator": CoreSettings}
+    found: dict[str, type] = {"coordinator": CoreSettings, "replica": ReplicaSettings}
     for name, module_name in SECTION_MODULES:
         module = import_optional(module_name)
         if module is None:
