@@ -1,5 +1,6 @@
-"""The agent's coordinator client: endpoints tried in order, the one that answered tried first next
-time, the clock offset learnt from the ``Date`` header.  Real aiohttp servers on loopback."""
+"""The agent's coordinator client: endpoints tried in order (primary first), one that failed tried
+last for ``recheck_s`` and then first again, the clock offset learnt from the ``Date`` header.
+Real aiohttp servers on loopback."""
 
 from __future__ import annotations
 
@@ -48,18 +49,46 @@ async def server() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
         await runner.cleanup()
 
 
-async def test_falls_back_in_order_and_remembers_the_endpoint_that_answered(server: tuple[str, list]) -> None:
+async def test_falls_back_in_order_and_returns_to_the_primary_after_recheck(server: tuple[str, list]) -> None:
     url, seen = server
     dead = f"http://127.0.0.1:{closed_port()}"
-    async with Client([dead, url], Ed25519PrivateKey.generate(), timeout_s=5) as client:
+    async with Client([dead, url], Ed25519PrivateKey.generate(), timeout_s=5, recheck_s=0.5) as client:
         answer = await client.post("/api/v1/echo", b"{}")
         assert answer.status == 200 and answer.endpoint == url and answer.doc == {"ok": True}
-        assert client.endpoints == [url, dead]          # the working one first next time
+        assert client.endpoints == [dead, url]          # the configured order is never changed
+        assert client.order() == [url, dead]            # the primary that failed goes last for recheck_s
         await client.post("/api/v1/echo", b"{}")
+        time.sleep(0.6)
+        assert client.order() == [dead, url]            # ... then it is tried first again
     assert len(seen) == 2
     for headers in seen:   # signed on every endpoint it tries
         assert {"X-Tocsin-Probe", "X-Tocsin-Timestamp", "X-Tocsin-Nonce", "X-Tocsin-Signature"} <= set(headers)
     assert seen[0]["X-Tocsin-Nonce"] != seen[1]["X-Tocsin-Nonce"]
+
+
+async def test_a_primary_that_answers_again_is_used_again(server: tuple[str, list]) -> None:
+    url, seen = server
+    fallback = f"http://127.0.0.1:{closed_port()}"
+    async with Client([url, fallback], Ed25519PrivateKey.generate(), timeout_s=5, recheck_s=60) as client:
+        client.down_until[url] = time.monotonic() + 60     # as after a failed attempt during a cut
+        answer = await client.post("/api/v1/echo", b"{}")   # the fallback is dead too: the primary still tried
+        assert answer.endpoint == url and url not in client.down_until
+        assert client.order() == [url, fallback] and fallback in client.down_until
+
+
+async def test_a_silent_primary_costs_at_most_fallback_after_s(server: tuple[str, list]) -> None:
+    """A primary that takes the connection but never answers (a stale path during a cut)."""
+    url, seen = server
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)                                   # the kernel completes handshakes; nobody answers
+        primary = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        async with Client([primary, url], Ed25519PrivateKey.generate(), timeout_s=20) as client:
+            client.fallback_after_s = 0.5
+            started = time.monotonic()
+            answer = await client.post("/api/v1/echo", b"{}")
+            assert answer.endpoint == url and time.monotonic() - started < 5
+            assert client.order() == [url, primary]
 
 
 async def test_clock_offset_from_the_date_header(server: tuple[str, list]) -> None:

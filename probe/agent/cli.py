@@ -59,7 +59,8 @@ async def do_register(endpoints: list[str], invite: str, state: Path, declared: 
     if ans.status != 201:
         raise ident.IdentityError(f"registration refused (HTTP {ans.status}): {ans.doc.get('error', ans.doc)}")
     probe = ans.doc["probe"]
-    identity = ident.Identity(probe_id=probe["probe_id"], endpoints=[ans.endpoint] + [e for e in endpoints if e != ans.endpoint],
+    # kept in the order given: the first is the primary, the others fallbacks (docs/agent.md)
+    identity = ident.Identity(probe_id=probe["probe_id"], endpoints=list(dict.fromkeys(e.rstrip("/") for e in endpoints)),
                               probe=probe, registered_ts=time.time())
     identity.save(state)
     return {"probe_id": identity.probe_id, "probe": probe, "state": str(state)}

@@ -1,4 +1,11 @@
-"""Signed HTTP to the coordinator: endpoints tried in order, clock offset from ``Date``."""
+"""Signed HTTP to the coordinator: endpoints tried in order, clock offset from ``Date``.
+
+Endpoint policy (docs/agent.md): the endpoints are tried in their configured order - the first is
+the primary coordinator, the others fallbacks such as an in-country replica.  An endpoint that
+failed to answer (connection refused or timed out) is tried after the others for ``recheck_s``,
+then first again, so after a cut the probe is back on its primary within ``recheck_s`` plus one
+request.  While another endpoint is left to try, one attempt is bounded by ``fallback_after_s``.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +34,7 @@ class Answer:
 
 class Client:
     def __init__(self, endpoints: list[str], key: Ed25519PrivateKey, probe_id: str = signing.UNREGISTERED,
-                 timeout_s: float = 30.0):
+                 timeout_s: float = 30.0, recheck_s: float = 60.0):
         if not endpoints:
             raise ValueError("at least one coordinator endpoint is needed")
         self.endpoints = [e.rstrip("/") for e in endpoints]
@@ -36,6 +43,9 @@ class Client:
         self.clock_offset_s = 0.0          # coordinator clock - local clock, from the Date header
         self.timeout_s = timeout_s
         self.connect_timeout_s = min(10.0, timeout_s)   # the agent shortens it to fit its poll interval
+        self.recheck_s = recheck_s                      # a failed endpoint goes last for this long
+        self.fallback_after_s = 2 * self.connect_timeout_s   # one attempt's bound while others remain
+        self.down_until: dict[str, float] = {}          # endpoint -> monotonic time it goes first again
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Client:
@@ -54,14 +64,22 @@ class Client:
             self._session = aiohttp.ClientSession(auto_decompress=True)
         return self._session
 
+    def order(self) -> list[str]:
+        """Endpoints in the order to try now: configured order, those that failed lately last."""
+        now = time.monotonic()
+        fresh = [e for e in self.endpoints if self.down_until.get(e, 0.0) <= now]
+        return fresh + [e for e in self.endpoints if e not in fresh]
+
     async def post(self, path: str, body: bytes, content_type: str = "application/json", *,
                    timeout_s: float | None = None) -> Answer:
         """POST to the first endpoint that answers (any HTTP status counts as an answer).
         ``timeout_s`` bounds each endpoint's attempt (default: the client's timeout)."""
         errors = []
         total = self.timeout_s if timeout_s is None else timeout_s
-        timeout = aiohttp.ClientTimeout(total=total, connect=min(self.connect_timeout_s, total))
-        for i, base in enumerate(self.endpoints):
+        order = self.order()
+        for i, base in enumerate(order):
+            bound = total if i == len(order) - 1 else min(total, self.fallback_after_s)
+            timeout = aiohttp.ClientTimeout(total=bound, connect=min(self.connect_timeout_s, bound))
             headers = signing.sign_headers(self.key, "POST", path, self.probe_id, body,
                                            now=time.time() + self.clock_offset_s)
             headers["Content-Type"] = content_type
@@ -74,11 +92,12 @@ class Client:
                         doc = json.loads(raw) if raw else {}
                     except (ValueError, UnicodeDecodeError):
                         doc = {"error": raw[:200].decode(errors="replace")}
-                    if i:  # remember the endpoint that worked: try it first next time
-                        self.endpoints.insert(0, self.endpoints.pop(i))
+                    self.down_until.pop(base, None)
                     return Answer(resp.status, doc if isinstance(doc, dict) else {"value": doc}, base)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 errors.append(f"{base}: {type(exc).__name__} {exc}".strip())
+                if len(self.endpoints) > 1:
+                    self.down_until[base] = time.monotonic() + self.recheck_s
         raise Unreachable("; ".join(errors))
 
     def _learn_clock(self, date: str | None, sent: float, received: float) -> None:
