@@ -167,3 +167,37 @@ def _rel(record: dict[str, Any]) -> float:
     from probe.record import time_to_epoch
 
     return time_to_epoch(record["start_time"]) - T0
+
+
+def test_live_window_reads_what_load_dataset_reads(conn: sqlite3.Connection) -> None:
+    """The live detector reads only new rows between steps; at every step its observations are
+    exactly load_dataset's (same rows, same order), with late uploads from the past, rows flagged
+    future, Atlas rows, and a range that moves back (a late upload) and forward again."""
+    from coordinator.store import insert_measurements
+    from coordinator.verdict.persist import load_dataset
+
+    c = Campaign(t0=T0, duration_s=DURATION, faults=[Fault(FAULT, REPAIR, "silent", inside)])
+    records, beats = c.records(), c.heartbeats()
+    buffered = {r["measurement_id"] for r in records if r["probe_cc"] == "KZ" and FAULT <= _rel(r) < REPAIR}
+    live = LiveDetector(S)
+    fed: set[str] = set()
+    steps = backs = 0
+    for until in range(10, int(DURATION) + 1, 5):
+        now = [r for r in records if _rel(r) < until and r["measurement_id"] not in fed
+               and (r["measurement_id"] not in buffered or until >= REPAIR + 5)]
+        load(conn, now, [b for b in beats if until - 5 <= b[1] - T0 < until])
+        fed.update(r["measurement_id"] for r in now)
+        odd = [{**now[0], "measurement_id": f"odd-{until}-{k}", "source": src} for k, src in enumerate(("atlas", "tocsin"))]
+        insert_measurements(conn, odd, received_ts=T0 + until - (0 if until % 2 else 1000))   # some flagged future
+        plan = live.plan(conn)
+        if plan is None:
+            continue
+        backs += live.window.low is not None and plan.since - S.lookback_intervals * IV < live.window.low
+        got = live.dataset(conn, plan.since, plan.until)
+        want = load_dataset(conn, plan.since, plan.until, S)
+        assert [o.mid for o in got.obs] == [o.mid for o in want.obs] and got.obs == want.obs
+        assert (got.heartbeats, got.interval_s) == (want.heartbeats, want.interval_s)
+        live.save(conn, plan, live.compute(conn, plan))
+        steps += 1
+    assert steps >= 15 and backs >= 1
+    assert conn.execute("SELECT COUNT(*) FROM measurements WHERE flags LIKE '%future%'").fetchone()[0] > 0

@@ -54,11 +54,11 @@ class _Series:
 
 def probe_directory(obs: Sequence[Obs]) -> dict[str, ProbeInfo]:
     """Probes that measure from inside a country, with their latest network."""
-    out: dict[str, ProbeInfo] = {}
-    for o in sorted(obs, key=lambda x: x.ts):
+    latest: dict[str, tuple[str, int | None, str | None]] = {}
+    for o in sorted(obs, key=lambda x: x.ts):    # stable: among equal times the last in input order wins
         if o.inside and o.cc and o.probe:
-            out[o.probe] = ProbeInfo(o.probe, o.cc, o.asn, o.access or "fixed")
-    return out
+            latest[o.probe] = (o.cc, o.asn, o.access)
+    return {p: ProbeInfo(p, cc, asn, access or "fixed") for p, (cc, asn, access) in latest.items()}
 
 
 def detect(data: Dataset, since: float, until: float, s: Settings | None = None) -> list[Event]:
