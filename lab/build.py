@@ -17,6 +17,9 @@ from lab import netns
 from lab.topology import Topology
 
 MARKER = ".tocsin-lab"
+SYSCTLS = {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0",
+           "net.ipv4.icmp_ratelimit": "0", "net.ipv4.ping_group_range": "0 2147483647",
+           "net.ipv6.conf.all.disable_ipv6": "1"}
 
 
 class Lab:
@@ -55,38 +58,40 @@ class Lab:
                                     "workdir": str(self.workdir)}
         netns.save_state(self.prefix, state)
         try:
-            for node in self.topo.nodes.values():
-                ns = self.ns(node.name)
-                netns.run("ip", "netns", "add", ns)
-                created.append(ns)
-                netns.save_state(self.prefix, state)
-                self._sysctls(ns)
-                addrs = [node.address] + [t.address for t in self.topo.targets if t.node == node.name]
-                batch = "link set lo up\n" + "".join(f"address add {a}/32 dev lo\n" for a in addrs)
-                netns.run("ip", "-n", ns, "-batch", "-", input_text=batch)
+            # the host's side, one `ip -batch`: every namespace, then every veth pair made directly
+            # inside its two namespaces (so deleting a namespace deletes its veths)
+            host = [f"netns add {self.ns(name)}" for name in self.topo.nodes]
             for i, ln in enumerate(self.topo.links):
-                da, db = self.dev(i, ln.a), self.dev(i, ln.b)
-                netns.run("ip", "link", "add", da, "netns", self.ns(ln.a), "type", "veth",
-                          "peer", "name", db, "netns", self.ns(ln.b))
-                aa, ab = self.topo.link_addresses(i)
-                for end, dev, addr in ((ln.a, da, aa), (ln.b, db, ab)):
-                    netns.run("ip", "-n", self.ns(end), "-batch", "-",
-                              input_text=f"address add {addr}/30 dev {dev}\nlink set {dev} up\n")
+                host.append(f"link add {self.dev(i, ln.a)} netns {self.ns(ln.a)} type veth "
+                            f"peer name {self.dev(i, ln.b)} netns {self.ns(ln.b)}")
+            created += [self.ns(name) for name in self.topo.nodes]
+            netns.save_state(self.prefix, state)
+            netns.run("ip", "-batch", "-", input_text="\n".join(host) + "\n")
             for name in self.topo.nodes:
-                netns.run("ip", "-n", self.ns(name), "-batch", "-", input_text=self._routes(name))
-            for ns, dev in self.capacities():
-                self.restore_qdisc(ns, dev)
+                netns.set_sysctls(self.ns(name), SYSCTLS)
+            # inside each namespace, one `ip -batch` for addresses and links, then one for routes
+            # (a route's gateway must be on a link that is up at both ends); all namespaces at once
+            netns.run_many([(["ip", "-n", self.ns(n), "-batch", "-"], self._addresses(n)) for n in self.topo.nodes])
+            netns.run_many([(["ip", "-n", self.ns(n), "-batch", "-"], self._routes(n)) for n in self.topo.nodes])
+            shaped: dict[str, list[str]] = {}
+            for (ns, dev), rate in self.capacities().items():
+                shaped.setdefault(ns, []).append(tbf_line(dev, rate))
+            netns.run_many([(["tc", "-n", ns, "-batch", "-"], "".join(lines)) for ns, lines in shaped.items()])
             self._resolv_conf()
         except Exception:
             self.down()
             raise
 
-    def _sysctls(self, ns: str) -> None:
-        for key, value in (("net.ipv4.ip_forward", "1"), ("net.ipv4.conf.all.rp_filter", "0"),
-                           ("net.ipv4.conf.default.rp_filter", "0"), ("net.ipv4.icmp_ratelimit", "0"),
-                           ("net.ipv4.ping_group_range", "0 2147483647"),
-                           ("net.ipv6.conf.all.disable_ipv6", "1")):
-            netns.nsexec(ns, "sysctl", "-qw", f"{key}={value}")
+    def _addresses(self, node: str) -> str:
+        """``ip -batch`` lines: ``lo`` up with the node's and its targets' /32s, every veth of the
+        node with its /30, up."""
+        addrs = [self.topo.node(node).address] + [t.address for t in self.topo.targets if t.node == node]
+        lines = ["link set lo up"] + [f"address add {a}/32 dev lo" for a in addrs]
+        for i, ln in self.topo.links_of(node):
+            a, b = self.topo.link_addresses(i)
+            dev = self.dev(i, node)
+            lines += [f"address add {a if node == ln.a else b}/30 dev {dev}", f"link set {dev} up"]
+        return "\n".join(lines) + "\n"
 
     def next_hops(self, src: str) -> dict[str, tuple[int, str]]:
         """For every node reachable from ``src``: (first link index, first-hop node)."""
@@ -143,8 +148,7 @@ class Lab:
         if rate is None:
             netns.run("tc", "-n", ns, "qdisc", "del", "dev", dev, "root", check=False)
         else:
-            netns.run("tc", "-n", ns, "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate,
-                      "burst", str(tbf_burst(rate)), "latency", "100ms")
+            netns.run("tc", "-n", ns, *tbf_line(dev, rate).split())
 
     # --- down -----------------------------------------------------------------------------
     def down(self) -> dict[str, int]:
@@ -161,19 +165,29 @@ class Lab:
     def verify_guard(self) -> list[str]:
         """Problems found with ``ip route get`` (empty list = fine): every namespace must route
         lab addresses inside the lab and have no route to the host's own addresses."""
-        problems = []
         host_addrs = host_addresses()
-        for node in self.topo.nodes:
+        outside = [*host_addrs, "1.1.1.1", "10.0.0.1", "192.168.1.1"]
+        inside = [n.address for n in self.topo.nodes.values()]
+        names = list(self.topo.nodes)
+        # one `ip -batch` of `route get` per namespace, all namespaces at once
+        procs = netns.run_many([(netns.route_get_argv(self.ns(n)), netns.route_get_input(outside + inside))
+                                for n in names], check=False)
+        problems = []
+        for node, proc in zip(names, procs, strict=True):
             ns = self.ns(node)
-            for addr in [*host_addrs, "1.1.1.1", "10.0.0.1", "192.168.1.1"]:
-                out = netns.run("ip", "-n", ns, "route", "get", addr, check=False)
+            outs = netns.route_outputs(proc, len(outside) + len(inside))
+            for addr, out in zip(outside, outs, strict=False):
                 if " via " in out or " dev " in out:
                     problems.append(f"{ns}: {addr} is routable: {out.strip()}")
-            for other in self.topo.nodes.values():
-                out = netns.run("ip", "-n", ns, "route", "get", other.address, check=False)
+            for other, out in zip(self.topo.nodes.values(), outs[len(outside):], strict=True):
                 if other.name != node and " via " not in out:
                     problems.append(f"{ns}: {other.address} not routed inside the lab: {out.strip()}")
         return problems
+
+
+def tbf_line(dev: str, rate: str) -> str:
+    """The ``tc`` command (batch line) that gives ``dev`` its normal capacity ``rate``."""
+    return f"qdisc replace dev {dev} root tbf rate {rate} burst {tbf_burst(rate)} latency 100ms\n"
 
 
 def tbf_burst(rate: str) -> int:

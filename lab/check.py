@@ -1,4 +1,5 @@
-"""Real traffic from inside a namespace, for tests and for the Atlas reachability view.
+"""Real traffic from inside a namespace, for tests and for the Atlas reachability view; and
+:func:`baseline_missing`, which reads whether the verdict engine has its first baseline yet.
 
 Each check runs in a short-lived thread that first enters the namespace with ``setns(2)`` (the
 thread's sockets then live there).  Results are plain strings: ``ok``, ``reset``, ``refused``,
@@ -11,8 +12,10 @@ import concurrent.futures
 import ctypes
 import os
 import socket
+import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -120,3 +123,59 @@ def reachable_many(checks: list[tuple[str, str, int]], timeout_s: float = 1.0) -
     with concurrent.futures.ThreadPoolExecutor(max(1, len(checks))) as pool:
         results = list(pool.map(lambda c: tcp(c[0], c[1], c[2], timeout_s), checks))
     return [r in ("ok", "refused") for r in results]
+
+
+# --- Tocsin's own readiness: has the verdict engine got its first baseline? ----------------------
+
+def baseline_missing(data_dir: Path, probe_ids: list[str], *, rounds: int = 2, polls: int = 6) -> list[str]:
+    """What the verdict engine still lacks before a fault can be judged against a baseline, read
+    from the coordinator's database (read-only); an empty list means nothing.
+
+    The engine's needs (coordinator/verdict), checked for every probe in ``probe_ids``:
+
+    * ``rounds`` results of each of its tasks (the probe interval is derived from the spacing of one
+      probe's results of one target; two rounds of six probes give it plenty of spacings);
+    * ``polls`` schedule polls (liveness: the median poll spacing needs 3 polls, the 90th
+      percentile gap that keeps a probe stalled by load from counting as silent needs 6);
+    * per throughput target group, ``min_baseline_samples`` successful downloads (pooled over the
+      probes; before that goodput is not judged at all), and per DNS name one successful answer
+      (the reference a tampered answer is compared with).
+    """
+    from coordinator.verdict.settings import Settings
+
+    path = data_dir / "tocsin.db"
+    if not path.exists():
+        return ["no database yet"]
+    want = set(probe_ids)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        beats = dict(conn.execute("SELECT probe_id, COUNT(*) FROM probe_heartbeats GROUP BY probe_id").fetchall())
+        tasks = conn.execute("SELECT probe_id, test_name, target, COUNT(*), SUM(success), "
+                             "json_extract(annotations, '$.target_group'), "
+                             "SUM(success AND json_extract(test_keys, '$.goodput_bps') IS NOT NULL) "
+                             "FROM measurements GROUP BY probe_id, test_name, target").fetchall()
+    except sqlite3.OperationalError as exc:       # tables not made yet (the coordinator is starting)
+        return [f"database not ready: {exc}"]
+    finally:
+        conn.close()
+    missing = [f"{p}: {beats.get(p, 0)}/{polls} polls" for p in sorted(want) if beats.get(p, 0) < polls]
+    per_probe: dict[str, dict[tuple[str, str], int]] = {p: {} for p in want}
+    goodput: dict[str, int] = {}
+    dns_ok: dict[str, int] = {}
+    for probe, test, target, n, ok, group, fast in tasks:
+        if probe not in want:
+            continue
+        per_probe[probe][(test, target)] = n
+        if test == "throughput":
+            goodput[group or target] = goodput.get(group or target, 0) + int(fast or 0)
+        elif test == "dns":
+            dns_ok[target] = dns_ok.get(target, 0) + int(ok or 0)
+    every = {task for seen in per_probe.values() for task in seen}
+    for probe, seen in sorted(per_probe.items()):
+        short = sorted(f"{t} {x}" for t, x in every if seen.get((t, x), 0) < rounds)
+        if short:
+            missing.append(f"{probe}: under {rounds} results of {len(short)} of {len(every)} tasks")
+    need = Settings().min_baseline_samples
+    missing += [f"throughput {g}: {n}/{need} downloads" for g, n in sorted(goodput.items()) if n < need]
+    missing += [f"dns {name}: no answer yet" for name, n in sorted(dns_ok.items()) if n == 0]
+    return missing

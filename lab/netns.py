@@ -50,6 +50,63 @@ def nsexec(ns: str, *args: str, input_text: str | None = None, check: bool = Tru
     return run("ip", "netns", "exec", ns, *args, input_text=input_text, check=check, timeout=timeout)
 
 
+def run_many(commands: list[tuple[list[str], str | None]], *, check: bool = True,
+             timeout: float = 30) -> list[subprocess.CompletedProcess[str]]:
+    """Run independent commands (argv, stdin text) at the same time; wait for all of them.
+    With ``check``, a :class:`LabError` names every command that failed (after all have ended)."""
+    procs = [(argv, text, subprocess.Popen(argv, stdin=subprocess.PIPE if text is not None else subprocess.DEVNULL,
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+             for argv, text in commands]
+    deadline = time.monotonic() + timeout
+    done: list[subprocess.CompletedProcess[str]] = []
+    for argv, text, popen in procs:
+        try:
+            out, err = popen.communicate(text, timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            out, err = popen.communicate()
+            err = f"timed out after {timeout} s; {err}"
+            popen.returncode = popen.returncode or -9
+        done.append(subprocess.CompletedProcess(argv, popen.returncode, out, err))
+    failed = [c for c in done if c.returncode != 0]
+    if check and failed:
+        raise LabError("; ".join(f"{' '.join(c.args)}: exit {c.returncode}: {(c.stderr or c.stdout).strip()[-400:]}"
+                                 for c in failed))
+    return done
+
+
+def route_get_argv(ns: str) -> list[str]:
+    return ["ip", "-o", "-n", ns, "-force", "-batch", "-"]
+
+
+def route_get_input(addresses: list[str]) -> str:
+    return "".join(f"route get {a}\n" for a in addresses)
+
+
+def route_outputs(proc: subprocess.CompletedProcess[str], n: int) -> list[str]:
+    # -force goes on after a failed line and reports it as "Command failed -:LINE" on stderr;
+    # -o prints each route on one line, so the successful lines' outputs come in order
+    failed = {int(m) for m in re.findall(r"Command failed -:(\d+)", proc.stderr)}
+    lines = iter(proc.stdout.splitlines())
+    outputs = ["" if i in failed else next(lines, "") for i in range(1, n + 1)]
+    if next(lines, None) is not None:
+        raise LabError(f"{' '.join(proc.args)}: more output lines than commands: {proc.stdout[-400:]}")
+    return outputs
+
+
+def set_sysctls(ns: str, values: dict[str, str]) -> None:
+    """Write net.* sysctls of namespace ``ns`` from a thread that entered it (no subprocess):
+    /proc/sys/net belongs to the network namespace of the thread that opens it."""
+    from lab.check import in_ns
+
+    def write() -> None:
+        for key, value in values.items():
+            if not key.startswith("net."):
+                raise LabError(f"sysctl {key}: only net.* keys belong to a network namespace")
+            Path("/proc/sys", *key.split(".")).write_text(value + "\n")
+    in_ns(ns, write)
+
+
 def host_guard() -> None:
     """Blackhole 198.18.0.0/15 in the host namespace (lab/host-guard.sh, idempotent)."""
     run("bash", str(REPO / "lab" / "host-guard.sh"))
@@ -140,6 +197,30 @@ def _zombie(pid: int) -> bool:
         return True
 
 
+def pids_in_namespaces(namespaces: list[str]) -> list[int]:
+    """Processes whose network namespace is one of ``namespaces`` (what ``ip netns pids`` does,
+    for all of them in one pass over /proc)."""
+    wanted = set()
+    for ns in namespaces:
+        try:
+            st = os.stat(f"/run/netns/{ns}")
+            wanted.add((st.st_dev, st.st_ino))
+        except OSError:
+            continue
+    found: list[int] = []
+    if not wanted:
+        return found
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                st = os.stat(f"/proc/{entry.name}/ns/net")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in wanted:
+                found.append(int(entry.name))
+    return found
+
+
 def cleanup(prefix: str) -> dict[str, int]:
     """Remove everything of ``prefix``: recorded processes, processes inside its namespaces,
     namespaces, stranded veths, /etc/netns dirs and the state file.  Safe to run twice."""
@@ -151,20 +232,20 @@ def cleanup(prefix: str) -> dict[str, int]:
         if kill_pid(int(entry["pid"]), entry.get("start")):
             pids.append(int(entry["pid"]))
     namespaces = list_namespaces(prefix)
-    for ns in namespaces:  # anything still running inside our namespaces was started by the lab
-        for line in run("ip", "netns", "pids", ns, check=False).split():
-            if line.isdigit() and kill_pid(int(line), None):
-                pids.append(int(line))
+    # anything still running inside our namespaces was started by the lab
+    pids += [pid for pid in pids_in_namespaces(namespaces) if pid not in pids and kill_pid(pid, None)]
     for pid in wait_gone(pids, 5.0):
         kill_pid(pid, None, signal.SIGKILL)
     wait_gone(pids, 2.0)
     counts["processes"] = len(set(pids))
-    for ns in namespaces:
-        run("ip", "netns", "del", ns, check=False)
-        counts["namespaces"] += 1
-    for dev in list_host_links(prefix):
-        run("ip", "link", "del", dev, check=False)
-        counts["links"] += 1
+    # one `ip -batch` for all the deletions; -force goes on past one that fails
+    links = list_host_links(prefix)
+    lines = [f"netns del {ns}" for ns in namespaces] + [f"link del {dev}" for dev in links]
+    if lines:
+        run("ip", "-force", "-batch", "-", input_text="\n".join(lines) + "\n", check=False)
+    left = set(list_namespaces(prefix)) if namespaces else set()
+    counts["namespaces"] = len([ns for ns in namespaces if ns not in left])
+    counts["links"] = len(links)
     if NETNS_ETC.is_dir():
         for d in NETNS_ETC.iterdir():
             if d.name.startswith(prefix + "-"):

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from lab import netns
 
+TEARDOWN_GRACE_S = 1.0     # after SIGTERM at teardown, then SIGKILL
+
 
 @dataclass
 class Proc:
@@ -91,8 +93,11 @@ class Procs:
             proc.popen.wait(5)
         self._record()
 
-    def stop_all(self, grace_s: float = 3.0) -> None:
-        """SIGTERM to every live process at once, SIGKILL whatever is left after ``grace_s``."""
+    def stop_all(self, grace_s: float = TEARDOWN_GRACE_S) -> None:
+        """SIGTERM to every live process at once, SIGKILL whatever is left after ``grace_s``.
+
+        This is the teardown, after the run's results were read: nothing is waited for beyond a
+        short grace (the coordinator's own graceful stop waits up to 5 s for open requests)."""
         live = [p for p in self.by_name.values() if p.alive()]
         for p in live:
             netns.kill_pid(p.pid, p.start, signal.SIGTERM)

@@ -1,8 +1,11 @@
-"""The emulated country comes up, routes only inside the lab, and goes away without a trace."""
+"""The emulated country comes up, routes only inside the lab, and goes away without a trace; the
+warm-up's readiness check reads a real coordinator database."""
 
 from __future__ import annotations
 
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -27,10 +30,25 @@ def _leftovers(prefix: str) -> list[str]:
 def test_up_routes_inside_the_lab_and_down_leaves_nothing(tmp_path):
     need_root()
     lab = Lab(kazakhstan(), PREFIX, tmp_path)
+    host_ping_range = Path("/proc/sys/net/ipv4/ping_group_range").read_text()
+    stray = None
     try:
         lab.up()
         assert sorted(netns.list_namespaces(PREFIX)) == sorted(f"{PREFIX}-{n}" for n in lab.topo.nodes)
         assert lab.verify_guard() == []
+        # sysctls were written inside every namespace (from a thread that entered it), not in the host's
+        for node in ("core", "fix", "coord"):
+            got = netns.nsexec(f"{PREFIX}-{node}", "sysctl", "-n", "net.ipv4.ip_forward", "net.ipv4.ping_group_range")
+            assert got.split() == ["1", "0", "2147483647"]
+        assert Path("/proc/sys/net/ipv4/ping_group_range").read_text() == host_ping_range
+        with pytest.raises(netns.LabError, match="only net"):
+            netns.set_sysctls(f"{PREFIX}-fix", {"kernel.hostname": "x"})
+        # a process nobody recorded, inside a lab namespace: down finds it by its namespace and ends it
+        stray = subprocess.Popen(["ip", "netns", "exec", f"{PREFIX}-dc", "sleep", "60"])
+        deadline = time.monotonic() + 10
+        while stray.pid not in netns.pids_in_namespaces([f"{PREFIX}-dc"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert netns.pids_in_namespaces([f"{PREFIX}-dc"]) == [stray.pid]
         # ip route get: lab addresses go via the lab, the rest of the world is unreachable
         out = netns.run("ip", "-n", f"{PREFIX}-fix", "route", "get", "198.19.100.10")
         assert "via 198.19.0.2" in out and "src 198.19.10.1" in out
@@ -47,8 +65,25 @@ def test_up_routes_inside_the_lab_and_down_leaves_nothing(tmp_path):
         assert "nameserver 198.19.100.53" in netns.nsexec(f"{PREFIX}-out", "cat", "/etc/resolv.conf")
         assert check.tcp(f"{PREFIX}-out", "198.19.10.1", 9, 1.0) == "refused"   # reachable, nothing listens
     finally:
-        lab.down()
+        counts = lab.down()
+        if stray is not None:
+            stray.wait(10)
+    assert counts == {"processes": 1, "namespaces": len(lab.topo.nodes), "links": 0}
     assert _leftovers(PREFIX) == []
+
+
+def test_route_get_batch_output_is_split_per_address():
+    proc = subprocess.CompletedProcess(
+        netns.route_get_argv("x"), 1,
+        "198.19.1.1 via 198.19.0.2 dev xv0a src 198.19.10.1 uid 0 \\    cache \n"
+        "local 198.19.10.1 dev lo src 198.19.10.1 uid 0 \\    cache <local> \n",
+        "RTNETLINK answers: No route to host\nCommand failed -:2\nRTNETLINK answers: No route to host\n"
+        "Command failed -:4\n")
+    outs = netns.route_outputs(proc, 4)
+    assert outs[0].startswith("198.19.1.1 via") and outs[1] == "" and outs[2].startswith("local") and outs[3] == ""
+    assert netns.route_get_input(["1.1.1.1", "10.0.0.1"]) == "route get 1.1.1.1\nroute get 10.0.0.1\n"
+    with pytest.raises(netns.LabError, match="more output lines"):
+        netns.route_outputs(proc, 1)
 
 
 def test_down_is_idempotent_and_prefix_is_checked():
@@ -77,3 +112,49 @@ def test_a_stranded_host_veth_is_removed_by_name():
         assert netns.list_host_links(PREFIX) == []
     finally:
         netns.run("ip", "link", "del", f"{PREFIX}v99a", check=False)
+
+
+# --- the warm-up's readiness check, on a real coordinator database (no root needed) -------------
+
+def _record(probe: str, test: str, target: str, ts: float, ok: bool = True, **keys: object) -> dict:
+    from datetime import UTC, datetime
+
+    from probe.record import make_record
+
+    group = {"throughput": "speed-kz", "dns": "news"}[test]
+    return make_record(test_name=test, test_version="1", target=target, start_time=datetime.fromtimestamp(ts, UTC),
+                       runtime_s=0.5, success=ok, failure=None if ok else "timeout", test_keys=dict(keys),
+                       probe_id=probe, annotations={"target_group": group})
+
+
+def test_baseline_missing_until_every_probe_has_its_rounds_polls_and_the_pooled_downloads(tmp_path):
+    from coordinator import db
+    from coordinator.store import insert_measurements
+    from coordinator.verdict.settings import Settings
+
+    assert check.baseline_missing(tmp_path, ["p1"]) == ["no database yet"]
+    conn = db.open_writer(tmp_path)
+    probes, t = ["p1", "p2"], 1_800_000_000.0
+    need = Settings().min_baseline_samples            # pooled healthy downloads before goodput is judged
+
+    def round_(k: int, dns_ok: bool = True) -> None:
+        recs = []
+        for p in probes:
+            recs.append(_record(p, "throughput", "http://speed.kz.lab/bytes/1000000", t + 3 * k, goodput_bps=2e7))
+            recs.append(_record(p, "dns", "news.kz.lab", t + 3 * k + 1, ok=dns_ok))
+            conn.executemany("INSERT INTO probe_heartbeats VALUES (?, ?)", [(p, t + 3 * k), (p, t + 3 * k + 1.5)])
+        assert len(insert_measurements(conn, recs).accepted) == len(recs)
+
+    round_(0, dns_ok=False)
+    missing = check.baseline_missing(tmp_path, probes)
+    assert "p1: 2/6 polls" in missing and "p2: under 2 results of 2 of 2 tasks" in missing
+    assert "dns news.kz.lab: no answer yet" in missing and f"throughput speed-kz: 2/{need} downloads" in missing
+    rounds = need // len(probes)                      # the round that brings the pool to `need`
+    for k in range(1, rounds - 1):
+        round_(k)
+    missing = check.baseline_missing(tmp_path, probes)
+    assert missing == [f"throughput speed-kz: {need - 2}/{need} downloads"]   # rounds and polls are there
+    round_(rounds - 1)
+    assert check.baseline_missing(tmp_path, probes) == []
+    assert check.baseline_missing(tmp_path, [*probes, "p3"])[0] == "p3: 0/6 polls"   # a probe not heard of
+    conn.close()
