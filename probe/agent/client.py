@@ -4,7 +4,9 @@ Endpoint policy (docs/agent.md): the endpoints are tried in their configured ord
 the primary coordinator, the others fallbacks such as an in-country replica.  An endpoint that
 failed to answer (connection refused or timed out) is tried after the others for ``recheck_s``,
 then first again, so after a cut the probe is back on its primary within ``recheck_s`` plus one
-request.  While another endpoint is left to try, one attempt is bounded by ``fallback_after_s``.
+request.  While another endpoint is left to try, one attempt is bounded by ``fallback_after_s``
+and its connection attempt by ``fallback_connect_s`` (a wrong fallback costs little: the replica
+forwards what it gets; a late one delays the data the people inside the country need).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Client:
         self.connect_timeout_s = min(10.0, timeout_s)   # the agent shortens it to fit its poll interval
         self.recheck_s = recheck_s                      # a failed endpoint goes last for this long
         self.fallback_after_s = 2 * self.connect_timeout_s   # one attempt's bound while others remain
+        self.fallback_connect_s = min(3.0, self.connect_timeout_s)   # ... and its connection attempt's
         self.down_until: dict[str, float] = {}          # endpoint -> monotonic time it goes first again
         self._session: aiohttp.ClientSession | None = None
 
@@ -78,8 +81,10 @@ class Client:
         total = self.timeout_s if timeout_s is None else timeout_s
         order = self.order()
         for i, base in enumerate(order):
-            bound = total if i == len(order) - 1 else min(total, self.fallback_after_s)
-            timeout = aiohttp.ClientTimeout(total=bound, connect=min(self.connect_timeout_s, bound))
+            last = i == len(order) - 1
+            bound = total if last else min(total, self.fallback_after_s)
+            connect = min(self.connect_timeout_s if last else self.fallback_connect_s, bound)
+            timeout = aiohttp.ClientTimeout(total=bound, connect=connect)
             headers = signing.sign_headers(self.key, "POST", path, self.probe_id, body,
                                            now=time.time() + self.clock_offset_s)
             headers["Content-Type"] = content_type

@@ -48,6 +48,13 @@ def recheck_s(poll_interval_s: float) -> float:
     return min(300.0, max(3.0, 3 * poll_interval_s))
 
 
+def fallback_connect_s(poll_interval_s: float, connect_timeout_s: float) -> float:
+    """The connection bound for an endpoint while a fallback remains: half a poll interval, at
+    least 1 s and at most 3 s (the kernel answers a SYN without the server's help, so a sound
+    coordinator connects far inside it; a cut one is left for the replica quickly)."""
+    return min(connect_timeout_s, 3.0, max(1.0, poll_interval_s / 2))
+
+
 def upload_linger_s(shortest_interval_s: float | None) -> float:
     """How long results gather before an upload: batches without holding a result back for a
     sizeable part of a measurement interval (a fast campaign is a fast campaign end to end)."""
@@ -156,6 +163,7 @@ class Agent:
             # left in TCP's SYN back-off after the line is back
             self.client.connect_timeout_s = min(10.0, poll_timeout_s(interval))
             self.client.fallback_after_s = 2 * self.client.connect_timeout_s
+            self.client.fallback_connect_s = fallback_connect_s(interval, self.client.connect_timeout_s)
             self.client.recheck_s = recheck_s(interval)
             wait = interval * self.rng.uniform(0.9, 1.1) if ok else min(interval, backoff(failures, self.rng))
             self._save_status()
