@@ -8,13 +8,18 @@ Only the public commands are used (``python -m coordinator serve|invite|campaign
 * ``DATA/lab-prefixes.tsv`` - every node's /24 with its ASN and country;
 * ``WORKDIR/campaign.toml`` - inline ``[[target]]`` tables for the lab's targets;
 * ``WORKDIR/probes/<name>/probe.toml`` - ``allow_ranges = ["198.19.0.0/16"]`` so each probe's
-  address guard lets lab targets through.
+  address guard lets lab targets through;
+* with the replica: ``REPLICA/coordinator.toml`` (``[replica] upstream``, its token file
+  ``WORKDIR/replica-token``, which the upstream's ``[replica] token`` matches) and the replica's
+  URL as every probe's second endpoint.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +40,57 @@ def coordinator_url(lab: Lab) -> str:
 
 def data_dir(lab: Lab) -> Path:
     return lab.workdir / "coordinator"
+
+
+def replica_data_dir(lab: Lab) -> Path:
+    return lab.workdir / "replica"
+
+
+def replica_node(lab: Lab) -> str:
+    assert lab.topo.replica_host is not None
+    return lab.topo.target(lab.topo.replica_host).node
+
+
+def replica_address(lab: Lab) -> str:
+    assert lab.topo.replica_host is not None
+    return lab.topo.target(lab.topo.replica_host).address
+
+
+def replica_url(lab: Lab) -> str:
+    return f"http://{replica_address(lab)}:{lab.topo.coordinator_port}"
+
+
+def replica_token(lab: Lab) -> str:
+    """The token the upstream accepts from the replica, made once per lab work directory (0600)."""
+    path = lab.workdir / "replica-token"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
+
+
+def write_replica_config(lab: Lab, sc: Scenario) -> Path:
+    """The replica's config: a coordinator like the upstream (same prefix table and poll interval),
+    in replica mode; it syncs three times per probe interval and pulls the registry every interval."""
+    data = replica_data_dir(lab)
+    data.mkdir(parents=True, exist_ok=True)
+    replica_token(lab)
+    doc = {"coordinator": {
+        "listen": f"{replica_address(lab)}:{lab.topo.coordinator_port}",
+        "prefix_table": str(data_dir(lab) / "lab-prefixes.tsv"),
+        "poll_interval_s": max(1.0, sc.interval_s / 2),
+        "silent_after_s": 3 * sc.interval_s,
+    }, "replica": {
+        "upstream": coordinator_url(lab),
+        "upstream_token_file": str(lab.workdir / "replica-token"),
+        "sync_s": max(0.5, sc.interval_s / 3),
+        "registry_s": float(sc.interval_s),
+        "timeout_s": float(sc.interval_s),
+    }}
+    path = data / "coordinator.toml"
+    path.write_text(tomli_w.dumps(doc))
+    return path
 
 
 def probe_state(lab: Lab, name: str) -> Path:
@@ -119,8 +175,10 @@ def add_campaign(lab: Lab, sc: Scenario) -> str:
     return _cli(["-m", "coordinator", "campaign", "add", "--data", str(data_dir(lab)), str(path)]).strip()
 
 
-def register_probes(lab: Lab) -> dict[str, str]:
-    """Invite and register every probe of the topology (in parallel); returns name -> probe id."""
+def register_probes(lab: Lab, fallbacks: list[str] | None = None) -> dict[str, str]:
+    """Invite and register every probe of the topology (in parallel); returns name -> probe id.
+    ``fallbacks`` (the replica's URL) become every in-country probe's further endpoints, after the
+    coordinator (a probe abroad gains nothing from an in-country replica)."""
     data = data_dir(lab)
     env = {"PYTHONPATH": str(netns.REPO), "PATH": "/usr/sbin:/usr/bin:/bin"}
     inviting = subprocess.run([sys.executable, "-m", "coordinator", "invite", "--data", str(data), "--note", "lab",
@@ -137,7 +195,9 @@ def register_probes(lab: Lab) -> dict[str, str]:
         (state / "probe.toml").write_text(tomli_w.dumps({"allow_ranges": [LAB_RANGE], "max_concurrent_tests": 8,
                                                            "max_throughput_bytes_per_hour": 10**12}))
         argv = ["ip", "netns", "exec", lab.ns(p.node), sys.executable, "-m", "probe", "register",
-                "--coordinator", coordinator_url(lab), "--invite", tokens[p.name], "--state", str(state),
+                "--coordinator", coordinator_url(lab),
+                *[a for f in (fallbacks or []) if node.side == "domestic" for a in ("--coordinator", f)],
+                "--invite", tokens[p.name], "--state", str(state),
                 "--cc", node.cc, "--asn", str(node.asn), "--access", node.access or "fixed", "--name", p.name]
         running[p.name] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                            cwd=str(netns.REPO), env=env)

@@ -1,9 +1,9 @@
 """``python -m lab run SCENARIO``: bring the country up, run Tocsin in it, play the timeline.
 
 Order: topology -> target services -> coordinator (``serve`` in its namespace) -> Atlas stand-in
-(when installed) -> campaign -> invites and registrations -> probes (``probe run`` in access
-namespaces) -> warm-up (the baseline) -> timeline -> tail (time to resolve) -> results JSON ->
-teardown.  SIGINT/SIGTERM and errors still tear down; after a crash ``python -m lab down`` does.
+(when installed) -> in-country replica (``serve`` in replica mode, unless ``with_replica`` is off)
+-> campaign -> invites and registrations -> probes (``probe run`` in access namespaces) -> warm-up
+(the baseline) -> timeline -> tail (time to resolve) -> results JSON -> teardown.  SIGINT/SIGTERM and errors still tear down; after a crash ``python -m lab down`` does.
 """
 
 from __future__ import annotations
@@ -37,10 +37,11 @@ class Run:
     def __init__(self, sc: Scenario, *, prefix: str = "tl", topo: Topology | None = None,
                  workdir: Path | None = None, live: bool = False, keep: bool = False,
                  results_dir: Path = RESULTS_DIR, say: Callable[[str], None] = print,
-                 with_atlas: bool = True) -> None:
+                 with_atlas: bool = True, with_replica: bool = True) -> None:
         self.sc = sc
         self.with_atlas = with_atlas
         self.lab = Lab(topo or kazakhstan(), prefix, workdir)
+        self.with_replica = with_replica and self.lab.topo.replica_host is not None
         self.live, self.keep, self.say = live, keep, say
         self.results_dir = results_dir
         self.procs: Procs | None = None
@@ -49,7 +50,7 @@ class Run:
         self.errors: list[str] = []
         self.steps_log: list[dict[str, Any]] = []
         self.atlas_state: dict[int, bool] = {}
-        self._seq = 0
+        self._seq: dict[str, int] = {}
 
     # --- processes --------------------------------------------------------------------------
     def start(self, name: str) -> None:
@@ -63,15 +64,24 @@ class Run:
         return Context(self.lab, services.tamper_path(self.lab), kill_process=procs.kill,
                        start_process=self.start, stop_process=procs.stop)
 
-    def _wait_coordinator(self, timeout_s: float = 30) -> None:
-        coord = self.lab.topo.node("coord")
+    def _wait_coordinator(self, name: str = "coordinator", timeout_s: float = 30) -> None:
+        lab = self.lab
+        ns, address = ((lab.ns("out"), lab.topo.node("coord").address) if name == "coordinator"
+                       else (lab.ns(deploy.replica_node(lab)), deploy.replica_address(lab)))
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if check.tcp(self.lab.ns("out"), coord.address, self.lab.topo.coordinator_port, 0.5) == "ok":
+            if check.tcp(ns, address, lab.topo.coordinator_port, 0.5) == "ok":
                 return
             time.sleep(0.2)
         assert self.procs is not None
-        raise netns.LabError("coordinator did not come up:\n" + self.procs.log_tail("coordinator"))
+        raise netns.LabError(f"{name} did not come up:\n" + self.procs.log_tail(name))
+
+    def data_dirs(self) -> dict[str, Path]:
+        """Where verdicts are written: the coordinator, and the replica when it runs."""
+        dirs = {"coordinator": deploy.data_dir(self.lab)}
+        if self.with_replica:
+            dirs["replica"] = deploy.replica_data_dir(self.lab)
+        return dirs
 
     # --- Atlas view -------------------------------------------------------------------------
     def atlas_path(self) -> Path:
@@ -116,6 +126,8 @@ class Run:
             extra["atlas"] = atlas.coordinator_section(lab, ca, self.sc.interval_s)
         else:
             self.say(f"no RIPE Atlas stand-in: {why_not}")
+        if self.with_replica:
+            extra["replica"] = {"token": deploy.replica_token(lab)}
         deploy.write_coordinator_config(lab, self.sc, extra)
         data = deploy.data_dir(lab)
         self.commands["coordinator"] = (lab.ns("coord"), ["coordinator", "serve", "--data", str(data)])
@@ -124,7 +136,16 @@ class Run:
         self.atlas_state = {}
         self.update_atlas()
         self.say(f"campaign {deploy.add_campaign(lab, self.sc)} (every {self.sc.interval_s:g} s)")
-        ids = deploy.register_probes(lab)
+        fallbacks = []
+        if self.with_replica:
+            deploy.write_replica_config(lab, self.sc)
+            self.commands["replica"] = (lab.ns(deploy.replica_node(lab)),
+                                        ["coordinator", "serve", "--data", str(deploy.replica_data_dir(lab))])
+            self.start("replica")
+            self._wait_coordinator("replica")
+            fallbacks.append(deploy.replica_url(lab))
+            self.say(f"in-country replica on {deploy.replica_url(lab)} ({lab.topo.replica_host}'s host)")
+        ids = deploy.register_probes(lab, fallbacks)
         for p in lab.topo.probes:
             self.commands[f"probe-{p.name}"] = (lab.ns(p.node), ["probe", "run", "--state",
                                                                  str(deploy.probe_state(lab, p.name))])
@@ -136,9 +157,10 @@ class Run:
         while True:
             now = time.time()
             if self.live:
-                for t in events.new_transitions(deploy.data_dir(self.lab), self._seq):
-                    self._seq = max(self._seq, int(t["seq"]))
-                    self.say(events.format_transition(t, self.t0))
+                for source, data in self.data_dirs().items():
+                    for t in events.new_transitions(data, self._seq.get(source, 0)):
+                        self._seq[source] = max(self._seq.get(source, 0), int(t["seq"]))
+                        self.say(events.format_transition(t, self.t0) + ("  [replica]" if source == "replica" else ""))
             if now >= until:
                 return
             time.sleep(min(1.0, until - now))
@@ -171,6 +193,8 @@ class Run:
             "duration_s": self.sc.duration_s, "negative": self.sc.negative, "steps": self.steps_log,
             "expects": [vars(e) for e in self.sc.expects], "errors": self.errors,
             "events": events.read_events(deploy.data_dir(self.lab)), "finished_ts": time.time(),
+            "replica": self.with_replica,
+            "replica_events": events.read_events(deploy.replica_data_dir(self.lab)) if self.with_replica else [],
         }
 
     def execute(self) -> dict[str, Any]:

@@ -49,11 +49,54 @@ def _step_ts(result: dict[str, Any], rel: float) -> float:
     return float(result["t0"]) + rel
 
 
+LATENCIES = ("suspected_s", "confirmed_s", "resolved_s", "noticed_s")
+
+
+def sources(result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Events by where they were raised: the coordinator abroad and, when it ran, the in-country replica."""
+    out = {"coordinator": list(result.get("events", []))}
+    if result.get("replica"):
+        out["replica"] = list(result.get("replica_events", []))
+    return out
+
+
 def score(result: dict[str, Any]) -> dict[str, Any]:
+    """Score every source on its own, then merge: an expected event is found when any source found
+    it, each latency is the earliest any source reached (that verdict was visible there at that
+    moment), and false events are counted from every source."""
+    cards = {name: _score_source(result, events) for name, events in sources(result).items()}
+    merged = cards["coordinator"]
+    if len(cards) == 1:
+        return merged
+    iv = merged["interval_s"]
+    for i, row in enumerate(merged["rows"]):
+        per = {name: c["rows"][i]["found"] for name, c in cards.items() if c["rows"][i]["found"] is not None}
+        if not per:
+            continue
+        best = dict(per.get("coordinator") or next(iter(per.values())))
+        best["by_source"] = {name: {k: f[k] for k in LATENCIES} for name, f in per.items()}
+        best["first_at"] = {}
+        for k in LATENCIES:
+            have = [(f[k], name) for name, f in per.items() if f[k] is not None]
+            if have:
+                best[k], best["first_at"][k] = min(have)
+                if k == "noticed_s":
+                    best["noticed_kind"] = per[best["first_at"][k]]["noticed_kind"]
+        best["late"] = _late(best, row["expected"], iv)
+        row["found"] = best
+    merged["false"] = [{**f, "source": name} for name, c in cards.items() for f in c["false"]]
+    return merged
+
+
+def _late(found: dict[str, Any], exp: dict[str, Any], iv: float) -> list[str]:
+    return [k for k in TARGET_IV if (found[f"{k}_s"] is None and (k != "resolved" or exp.get("repair") is not None))
+            or (found[f"{k}_s"] or 0) > TARGET_IV[k] * iv]
+
+
+def _score_source(result: dict[str, Any], found: list[dict[str, Any]]) -> dict[str, Any]:
     iv = float(result["interval_s"])
     t0 = float(result["t0"])
     end = t0 + float(result["duration_s"])
-    found = result.get("events", [])
     used: set[str] = set()
     rows = []
     for exp in result.get("expects", []):
@@ -82,9 +125,7 @@ def score(result: dict[str, Any]) -> dict[str, Any]:
                             "resolved_s": None if res is None or repair is None else res - repair,
                             "noticed_s": None if noticed is None else noticed - fault,
                             "noticed_kind": _kind_at(match, noticed)}
-            late = [k for k in TARGET_IV if (row["found"][f"{k}_s"] is None and (k != "resolved" or repair is not None))
-                    or (row["found"][f"{k}_s"] or 0) > TARGET_IV[k] * iv]
-            row["found"]["late"] = late
+            row["found"]["late"] = _late(row["found"], exp, iv)
         rows.append(row)
     false = [{"event_id": ev["event_id"], "kind": ev.get("kind"), "scope_type": ev.get("scope_type"),
               "scope": ev.get("scope"), "state": ev.get("state"), "start_s": float(ev["start_ts"]) - t0,
@@ -126,12 +167,20 @@ def render(cards: list[dict[str, Any]]) -> str:
                                                                       else math.inf) - 1e-6:
                 lines.append(f"          first seen as {f['noticed_kind']} {_lat(f['noticed_s'], c['interval_s'])}"
                              " (re-classified when the buffered results arrived)")
+            first = {k[:-2] for k, v in (f.get("first_at") or {}).items() if v == "replica" and k != "noticed_s"}
+            alone = (f.get("by_source") or {}).get("coordinator")
+            if first:
+                lines.append(f"          first at the in-country replica: {', '.join(sorted(first))}"
+                             + ("; the coordinator alone: " + "  ".join(
+                                 f"{k[:-2]} {_lat(alone[k], c['interval_s'])}" for k in LATENCIES[:3])
+                                if alone else "; the coordinator abroad did not find it"))
             if f.get("late"):
                 lines.append(f"          over the latency target: {', '.join(f['late'])}")
             elif not e.get("optional"):
                 on_time += 1
         for fe in c["false"]:
             lines.append(f"  FALSE   {fe['kind']} {fe['scope_type']} {fe['scope']} [{fe['state']}] from {fe['start_s']:+.1f}s"
+                         + (f"  (at the {fe['source']})" if fe.get("source") else "")
                          + ("  (later retracted)" if fe.get("retracted") else ""))
         for err in c["errors"]:
             lines.append(f"  error   {err}")
@@ -165,7 +214,8 @@ def _failed_card(name: str, errors: list[str]) -> dict[str, Any]:
             "errors": errors, "recall": (0, len(required))}
 
 
-def run_scorecard(names: list[str], *, prefix: str, results_dir: Path, run: bool, as_json: bool) -> int:
+def run_scorecard(names: list[str], *, prefix: str, results_dir: Path, run: bool, as_json: bool,
+                  with_replica: bool = True) -> int:
     from lab.build import Lab
     from lab.runner import Run
     from lab.scenario import load
@@ -177,7 +227,8 @@ def run_scorecard(names: list[str], *, prefix: str, results_dir: Path, run: bool
         try:
             if run:
                 sc = load(name, Lab(kazakhstan(), prefix))
-                result = Run(sc, prefix=prefix, results_dir=results_dir, say=lambda _m: None).execute()
+                result = Run(sc, prefix=prefix, results_dir=results_dir, say=lambda _m: None,
+                             with_replica=with_replica).execute()
             else:
                 result = load_result(results_dir, name)
             cards.append(score(result))

@@ -77,6 +77,10 @@ class Topology:
     zone: str = "lab"
     coordinator_port: int = 8470
     atlas_port: int = 8443
+    # the in-country coordinator replica (docs/replica.md) runs on this target's host and address:
+    # a replica only helps during an allow-list if it sits on an allowed host, as here a domestic
+    # news site's server (kazakhstan-2022 allows it); port coordinator_port
+    replica_host: str | None = "news.kz.lab"
     extra: dict[str, str] = field(default_factory=dict)
 
     def node(self, name: str) -> Node:
@@ -145,6 +149,8 @@ class Topology:
                 raise ValueError(f"target {t.name}: {t.address} is not in {t.node}'s prefix")
         for p in self.probes:
             self.node(p.node)
+        if self.replica_host is not None and self.nodes[self.target(self.replica_host).node].side != "domestic":
+            raise ValueError(f"replica_host {self.replica_host} must be a domestic target (an in-country replica)")
 
 
 def kazakhstan() -> Topology:

@@ -151,3 +151,28 @@ def test_latency_targets_met_are_counted():
     text = render([card])
     assert "over the latency target" not in text and "first seen" not in text
     assert text.splitlines()[-1].endswith("within latency targets 1/1")
+
+
+def test_replica_and_coordinator_events_merge_earliest_wins_and_false_from_both():
+    abroad = _event("c", "domestic_only", "country", "KZ", 1, [("suspected", 5), ("confirmed", 28), ("resolved", 33)],
+                    resolved=32)
+    abroad["transitions"][0]["kind"] = "blackout"       # abroad: a blackout until the buffered results came
+    inside = _event("r", "domestic_only", "country", "KZ", 1, [("suspected", 4), ("confirmed", 7), ("resolved", 35)],
+                    resolved=34)
+    stray = _event("x", "blackout", "asn", "AS64602", 10, [("suspected", 12)])
+    base = {"scenario": "s", "interval_s": 3.0, "t0": 0.0, "duration_s": 40, "steps": [],
+            "expects": [{"kind": "domestic_only", "scope_type": "country", "scope": ["KZ"], "fault": 0, "repair": 30}],
+            "events": [abroad]}
+    alone = score(base)["rows"][0]["found"]
+    assert alone["suspected_s"] == 28 and alone["late"] == ["suspected", "confirmed"]
+    # the replica's events count only when the run had a replica
+    assert score({**base, "replica_events": [inside]})["rows"][0]["found"]["suspected_s"] == 28
+    card = score({**base, "replica": True, "replica_events": [inside, stray]})
+    found = card["rows"][0]["found"]
+    assert (found["suspected_s"], found["confirmed_s"], found["resolved_s"]) == (4, 7, 3)
+    assert found["first_at"]["suspected_s"] == "replica" and found["first_at"]["resolved_s"] == "coordinator"
+    assert found["by_source"]["coordinator"]["suspected_s"] == 28 and found["late"] == []
+    assert [(f["event_id"], f["source"]) for f in card["false"]] == [("x", "replica")]
+    text = render([card])
+    assert "first at the in-country replica: confirmed, suspected; the coordinator alone: suspected +28.0s" in text
+    assert "(at the replica)" in text
