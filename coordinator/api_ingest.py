@@ -128,8 +128,8 @@ def _mid(item: dict[str, Any]) -> str | None:
 def _prepare(items: list[dict[str, Any]], probe_id: str, networks: set[Any]) -> tuple[list[int], Prepared]:
     """Validate the batch's records and build their rows (any thread): the writer only runs SQL."""
     positions = [i for i, it in enumerate(items) if "record" in it]
-    return positions, prepare_measurements([items[i]["record"] for i in positions],
-                                           check=probe_check(probe_id, networks))
+    return positions, prepare_measurements([items[i]["record"] for i in positions],    # parsed by decode_batch
+                                           check=probe_check(probe_id, networks), parsed=True)
 
 
 def _store_batch(conn: sqlite3.Connection, probe_id: str, items: list[dict[str, Any]], prep: Prepared,

@@ -37,3 +37,50 @@ def test_a_fresh_store_gets_the_keyed_table(tmp_path: Path) -> None:
         assert conn.execute("INSERT OR IGNORE INTO upload_chain VALUES ('a', 'g', 'p', 'm', 2.0)").rowcount == 0
     finally:
         conn.close()
+
+
+def _plan(conn: sqlite3.Connection, sql: str, args: tuple[object, ...]) -> str:
+    return " ".join(str(r[3]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
+
+
+def test_dropping_two_measurement_indexes_keeps_every_row(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from coordinator.migrations import m0001_core, m0004_measurement_indexes
+    from coordinator.store import insert_measurements, iter_measurements
+    from probe.record import make_record
+
+    conn = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    m0001_core.apply(sqlite_utils.Database(conn))
+    recs = [make_record(test_name=("tcp", "dns", "http")[i % 3], test_version="1", target=f"t{i % 7}",
+                        start_time=datetime.fromtimestamp(1.7e9 + i, UTC), runtime_s=0.1, success=bool(i % 2),
+                        failure=None if i % 2 else "timeout", test_keys={"i": i}, probe_id=f"p{i % 4}", probe_cc="KZ",
+                        source="tocsin" if i % 5 else "atlas") for i in range(300)]
+    assert len(insert_measurements(conn, recs, received_ts=1.7e9).inserted) == 300
+    before = conn.execute("SELECT * FROM measurements ORDER BY seq").fetchall()
+    conn.execute("BEGIN")
+    m0004_measurement_indexes.apply(sqlite_utils.Database(conn))
+    conn.execute("COMMIT")
+    assert [tuple(r) for r in conn.execute("SELECT * FROM measurements ORDER BY seq")] == [tuple(r) for r in before]
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'measurements'")}
+    assert not names & set(m0004_measurement_indexes.DROPPED) and len(names) == 7
+    # the filters still answer, in time order, from the time index
+    assert [r["test_name"] for r in iter_measurements(conn, test="dns")] == ["dns"] * 100
+    assert len(list(iter_measurements(conn, source="atlas", since=1.7e9, until=1.7e9 + 100))) == 20
+    for sql in ("SELECT * FROM measurements WHERE test_name = ? AND start_ts >= ? ORDER BY start_ts, seq",
+                "SELECT * FROM measurements WHERE source = ? AND start_ts >= ? AND start_ts < ?"):
+        assert "idx_measurements_start_ts" in _plan(conn, sql, ("x", 1.0, 2.0)[:sql.count("?")])
+    # the other filters keep their own index
+    assert "idx_measurements_probe_cc_start_ts" in _plan(
+        conn, "SELECT * FROM measurements WHERE probe_cc = ? ORDER BY start_ts, seq", ("KZ",))
+    conn.close()
+
+
+def test_a_fresh_store_has_seven_measurement_indexes(tmp_path: Path) -> None:
+    conn = db.open_writer(tmp_path)
+    try:
+        n = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'measurements'").fetchone()[0]
+        assert n == 7      # unique measurement_id; start_ts; cc, asn, probe, target, campaign (each with start_ts)
+    finally:
+        conn.close()
