@@ -51,6 +51,8 @@ def backoff_s(sync_s: float, failures: int) -> float:
 class Status(dict[str, Any]):
     """What ``GET /api/v1/replica/status`` shows (the sync task updates it)."""
 
+    registry_due = False     # set when a probe the replica does not know called: pull the registry early
+
 
 STATUS = web.AppKey("replica_status", Status)
 TABLES = (
@@ -113,7 +115,11 @@ async def middleware(request: web.Request, handler: Callable[[web.Request], Awai
         return error(409, f"this coordinator is a replica of {upstream}: register probes, make invites and "
                           "change campaigns there")
     resp = await handler(request)
-    if request.method != "POST" or resp.status != 200 or path not in (f"{API}/measurements", f"{API}/schedule"):
+    if request.method != "POST" or path not in (f"{API}/measurements", f"{API}/schedule"):
+        return resp
+    if resp.status == 401:      # perhaps a probe registered since the last registry pull: pull it now
+        request.app[STATUS].registry_due = True
+    if resp.status != 200:
         return resp
     probe_id = _probe_id(request)
     if probe_id is None:
@@ -143,7 +149,9 @@ class Syncer:
     async def round(self) -> None:
         store = self.app[STORE]
         now = time.time()
-        if now >= self.next_registry:
+        if now >= self.next_registry or (self.status.registry_due and now >= self.next_registry - self.s.registry_s
+                                         + self.s.sync_s):
+            self.status.registry_due = False
             reg = await self.upstream.get("registry", {})
             await store.write(apply_registry, reg)
             self.next_registry = now + self.s.registry_s

@@ -128,3 +128,36 @@ def test_replica_syncs_takes_over_and_forwards_everything_exactly_once(tmp_path:
             agent.kill(signal.SIGTERM)
         replica.kill(signal.SIGTERM)
         upstream.kill(signal.SIGTERM)
+
+
+def test_a_probe_the_replica_does_not_know_yet_makes_it_pull_the_registry(tmp_path: Path, web_target: str) -> None:
+    up_data, rep_data, state = tmp_path / "upstream", tmp_path / "replica", tmp_path / "probe"
+    upstream, url = start_coordinator(up_data, env={"TOCSIN_REPLICA__TOKEN": TOKEN})
+    replica, rep_url = start_coordinator(rep_data, env={
+        "TOCSIN_REPLICA__UPSTREAM": url, "TOCSIN_REPLICA__UPSTREAM_TOKEN": TOKEN, "TOCSIN_REPLICA__SYNC_S": "0.3",
+        "TOCSIN_REPLICA__REGISTRY_S": "600"})
+    agent = None
+    try:
+        wait_until(lambda: rep_data.joinpath("tocsin.db").exists()
+                   and count(rep_data, "SELECT count(*) FROM replica_state") >= 1, 20, "first sync round")
+        invite = run(["-m", "coordinator", "invite", "--data", str(up_data)]).strip()
+        probe_id = json.loads(run(["-m", "probe", "register", "--coordinator", url, "--coordinator", rep_url,
+                                   "--invite", invite, "--state", str(state), "--cc", "KZ", "--asn", "9198"]))["probe_id"]
+        (state / "probe.toml").write_text('allow_ranges = ["127.0.0.0/8"]\n')
+        identity = json.loads((state / "identity.json").read_text())
+        identity["endpoints"] = ["http://127.0.0.1:9", rep_url]        # its primary unreachable from the start
+        (state / "identity.json").write_text(json.dumps(identity))
+        assert count(rep_data, "SELECT count(*) FROM probes WHERE probe_id = ?", probe_id) == 0
+        agent = Proc(["-m", "probe", "run", "--state", str(state), "--poll-interval", "0.5"], tmp_path / "agent.log")
+        # its first poll is refused (401 unknown probe), which makes the replica pull the registry early
+        wait_until(lambda: count(rep_data, "SELECT count(*) FROM probe_heartbeats WHERE probe_id = ?", probe_id) >= 2,
+                   20, "polls answered by the replica")
+        wait_until(lambda: count(up_data, "SELECT count(*) FROM probe_heartbeats WHERE probe_id = ?", probe_id) >= 2,
+                   20, "heartbeats forwarded upstream")
+        status = json.loads(run(["-m", "probe", "status", "--state", str(state), "--json"]))
+        assert status["endpoint"] == rep_url
+    finally:
+        if agent is not None:
+            agent.kill(signal.SIGTERM)
+        replica.kill(signal.SIGTERM)
+        upstream.kill(signal.SIGTERM)
