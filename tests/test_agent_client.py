@@ -67,7 +67,7 @@ async def test_falls_back_in_order_and_returns_to_the_primary_after_recheck(serv
 
 
 async def test_a_primary_that_answers_again_is_used_again(server: tuple[str, list]) -> None:
-    url, seen = server
+    url, _ = server
     fallback = f"http://127.0.0.1:{closed_port()}"
     async with Client([url, fallback], Ed25519PrivateKey.generate(), timeout_s=5, recheck_s=60) as client:
         client.down_until[url] = time.monotonic() + 60     # as after a failed attempt during a cut
@@ -78,7 +78,7 @@ async def test_a_primary_that_answers_again_is_used_again(server: tuple[str, lis
 
 async def test_a_silent_primary_costs_at_most_fallback_after_s(server: tuple[str, list]) -> None:
     """A primary that takes the connection but never answers (a stale path during a cut)."""
-    url, seen = server
+    url, _ = server
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)                                   # the kernel completes handshakes; nobody answers
@@ -168,3 +168,23 @@ async def test_connect_timeout_bounds_an_attempt_whose_syn_gets_no_answer() -> N
         for f in fillers:
             f.close()
         lsock.close()
+
+
+def test_endpoints_command_adds_a_fallback_after_the_primary(tmp_path, capsys) -> None:
+    import argparse
+
+    from probe.agent import identity as ident
+    from probe.agent.cli import cmd_endpoints
+
+    ident.ensure_key(tmp_path)
+    ident.Identity("p-1", ["http://primary:8470"]).save(tmp_path)
+
+    def call(add: list[str], remove: list[str]) -> int:
+        return cmd_endpoints(argparse.Namespace(state=tmp_path, add=add, remove=remove))
+
+    assert call(["http://replica.kz:8470/"], []) == 0
+    assert ident.load(tmp_path)[0].endpoints == ["http://primary:8470", "http://replica.kz:8470"]
+    assert capsys.readouterr().out.split() == ["http://primary:8470", "http://replica.kz:8470"]
+    assert call(["ftp://x"], []) == 2 and "not an http(s) URL" in capsys.readouterr().err
+    assert call([], ["http://primary:8470", "http://replica.kz:8470"]) == 2
+    assert ident.load(tmp_path)[0].endpoints == ["http://primary:8470", "http://replica.kz:8470"]

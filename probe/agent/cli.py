@@ -38,6 +38,13 @@ def register(sub: Any) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="log each poll, test and upload")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("endpoints", help="show or change the coordinator endpoints (primary first, then fallbacks)")
+    p.add_argument("--state", required=True, type=Path, help="state directory")
+    p.add_argument("--add", action="append", default=[], metavar="URL",
+                   help="append a fallback endpoint, e.g. an in-country replica (repeatable)")
+    p.add_argument("--remove", action="append", default=[], metavar="URL", help="remove an endpoint (repeatable)")
+    p.set_defaults(func=cmd_endpoints)
+
     p = sub.add_parser("status", help="what is buffered, since when, the last upload and its outcome")
     p.add_argument("--state", required=True, type=Path, help="state directory")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -111,3 +118,30 @@ def cmd_status(args: argparse.Namespace) -> int:
     doc = read_status(args.state)
     print(json.dumps(doc, indent=1, sort_keys=True) if args.json else render(doc))
     return 0 if doc.get("probe_id") else 1
+
+
+def cmd_endpoints(args: argparse.Namespace) -> int:
+    """Print the endpoints (one a line, primary first) after applying --add/--remove; a running
+    agent takes the change at its next start."""
+    from probe.agent import identity as ident
+
+    try:
+        identity, _ = ident.load(args.state)
+    except ident.IdentityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    endpoints = [e for e in identity.endpoints if e not in {r.rstrip("/") for r in args.remove}]
+    for url in args.add:
+        if not url.startswith(("http://", "https://")):
+            print(f"error: {url} is not an http(s) URL", file=sys.stderr)
+            return 2
+        endpoints.append(url.rstrip("/"))
+    endpoints = list(dict.fromkeys(endpoints))
+    if not endpoints:
+        print("error: a probe needs at least one endpoint", file=sys.stderr)
+        return 2
+    if endpoints != identity.endpoints:
+        identity.endpoints = endpoints
+        identity.save(args.state)
+    print("\n".join(endpoints))
+    return 0
