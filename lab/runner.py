@@ -132,18 +132,19 @@ class Run:
         data = deploy.data_dir(lab)
         self.commands["coordinator"] = (lab.ns("coord"), ["coordinator", "serve", "--data", str(data)])
         self.start("coordinator")
-        self._wait_coordinator()
-        self.atlas_state = {}
-        self.update_atlas()
-        self.say(f"campaign {deploy.add_campaign(lab, self.sc)} (every {self.sc.interval_s:g} s)")
         fallbacks = []
-        if self.with_replica:
+        if self.with_replica:   # started at once: it syncs (with backoff) as soon as the coordinator answers
             deploy.write_replica_config(lab, self.sc)
             self.commands["replica"] = (lab.ns(deploy.replica_node(lab)),
                                         ["coordinator", "serve", "--data", str(deploy.replica_data_dir(lab))])
             self.start("replica")
-            self._wait_coordinator("replica")
             fallbacks.append(deploy.replica_url(lab))
+        self._wait_coordinator()
+        self.atlas_state = {}
+        self.update_atlas()
+        self.say(f"campaign {deploy.add_campaign(lab, self.sc)} (every {self.sc.interval_s:g} s)")
+        if self.with_replica:
+            self._wait_coordinator("replica")
             self.say(f"in-country replica on {deploy.replica_url(lab)} ({lab.topo.replica_host}'s host)")
         ids = deploy.register_probes(lab, fallbacks)
         for p in lab.topo.probes:
