@@ -17,6 +17,7 @@ import sqlite3
 import time
 import zlib
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -140,8 +141,10 @@ def _store_batch(conn: sqlite3.Connection, probe_id: str, items: list[dict[str, 
     first_prev = items[0]["prev"]
     if first_prev != GENESIS and not conn.execute("SELECT 1 FROM upload_chain WHERE hash = ?", (first_prev,)).fetchone():
         conn.execute("INSERT OR IGNORE INTO chain_gaps VALUES (?, ?, ?, ?)", (probe_id, first_prev, items[0]["hash"], now))
+    # in key order: neighbouring inserts touch the same b-tree pages (random hashes otherwise
+    # land on a different page each; about a quarter of this insert's cost, measured)
     conn.executemany("INSERT OR IGNORE INTO upload_chain VALUES (?, ?, ?, ?, ?)",
-                     [(it["hash"], it["prev"], probe_id, _mid(it), now) for it in items])
+                     sorted([(it["hash"], it["prev"], probe_id, _mid(it), now) for it in items], key=itemgetter(0)))
     for it in items:
         if "drop" in it:
             d = it["drop"]

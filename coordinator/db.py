@@ -74,7 +74,12 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
     return applied
 
 
+WRITER_CACHE_KIB = 16384   # the writer's page cache: the random-keyed b-trees (measurement ids, chain
+                           # hashes) stay in memory instead of being re-read page by page (default 2 MiB)
+
+
 def open_writer(data_dir: str | Path) -> sqlite3.Connection:
     conn = connect(db_path(data_dir))
+    conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
     migrate(conn)
     return conn
