@@ -50,9 +50,10 @@ def recheck_s(poll_interval_s: float) -> float:
 
 def fallback_connect_s(poll_interval_s: float, connect_timeout_s: float) -> float:
     """The connection bound for an endpoint while a fallback remains: half a poll interval, at
-    least 1 s and at most 3 s (the kernel answers a SYN without the server's help, so a sound
-    coordinator connects far inside it; a cut one is left for the replica quickly)."""
-    return min(connect_timeout_s, 3.0, max(1.0, poll_interval_s / 2))
+    least 0.5 s and at most 3 s (the kernel answers a SYN without the server's help, so a sound
+    coordinator connects far inside it; a cut one is left for the replica within a poll, before
+    the replica's verdict engine could take the probe for silent)."""
+    return min(connect_timeout_s, 3.0, max(0.5, poll_interval_s / 2))
 
 
 def upload_linger_s(shortest_interval_s: float | None) -> float:
@@ -162,7 +163,8 @@ class Agent:
             # a connection attempt (poll or upload) made during a cut is given up as quickly, not
             # left in TCP's SYN back-off after the line is back
             self.client.connect_timeout_s = min(10.0, poll_timeout_s(interval))
-            self.client.fallback_after_s = 2 * self.client.connect_timeout_s
+            # an upload stuck on a connection the cut left dangling waits no longer than a poll would
+            self.client.fallback_after_s = self.client.connect_timeout_s
             self.client.fallback_connect_s = fallback_connect_s(interval, self.client.connect_timeout_s)
             self.client.recheck_s = recheck_s(interval)
             wait = interval * self.rng.uniform(0.9, 1.1) if ok else min(interval, backoff(failures, self.rng))
