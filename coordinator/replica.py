@@ -99,6 +99,17 @@ def queue_beat(conn: sqlite3.Connection, probe_id: str) -> None:
     _queue(conn, "beat", probe_id, json.dumps(beat).encode())
 
 
+def _settle(conn: sqlite3.Connection, done: list[int], refused: list[int]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany("DELETE FROM replica_outbox WHERE id = ?", [(i,) for i in done])
+        conn.executemany("UPDATE replica_outbox SET kind = 'refused:' || kind WHERE id = ?", [(i,) for i in refused])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 def _probe_id(request: web.Request) -> str | None:
     try:
         return signing.parse_headers(request.headers)[0]
@@ -176,19 +187,33 @@ class Syncer:
                 break
             beats = [r for r in rows if r["kind"] == "beat"]
             done: list[int] = []
+            refused: list[int] = []
             if beats:
-                await self.upstream.post("heartbeats", json.dumps({"beats": [json.loads(r["body"]) for r in beats]})
-                                         .encode(), {}, "application/json")
-                done += [r["id"] for r in beats]
+                body = json.dumps({"beats": [json.loads(r["body"]) for r in beats]}).encode()
+                await self._send("heartbeats", body, {}, "application/json", [r["id"] for r in beats], done, refused)
             for r in rows:
                 if r["kind"] != "batch":
                     continue
                 ctype = "application/gzip" if bytes(r["body"][:2]) == b"\x1f\x8b" else "application/json"
-                await self.upstream.post("measurements", bytes(r["body"]), {"probe_id": r["probe_id"]}, ctype)
-                done.append(r["id"])
-            await store.write(lambda c, ids: c.executemany("DELETE FROM replica_outbox WHERE id = ?",
-                                                            [(i,) for i in ids]), done)
+                await self._send("measurements", bytes(r["body"]), {"probe_id": r["probe_id"]}, ctype, [r["id"]],
+                                 done, refused)
+            await store.write(_settle, done, refused)
             self.status["forwarded"] = self.status.get("forwarded", 0) + len(done)
+            if refused:
+                self.status["refused"] = self.status.get("refused", 0) + len(refused)
+
+    async def _send(self, route: str, body: bytes, params: dict[str, Any], ctype: str, ids: list[int],
+                    done: list[int], refused: list[int]) -> None:
+        try:
+            await self.upstream.post(route, body, params, ctype)
+            done.extend(ids)
+        except UpstreamError as exc:
+            if not exc.refused:
+                raise                      # the upstream is away or failing: retried next round
+            # refused for good: kept aside (never resent, never blocking what follows)
+            log.error("replica: upstream refused %s %s for good: %s", route, params, exc)
+            self.status["last_refusal"] = str(exc)[:300]
+            refused.extend(ids)
 
     async def run(self) -> None:
         failures = 0
@@ -217,7 +242,7 @@ class Syncer:
 async def status_route(request: web.Request) -> web.Response:
     status: dict[str, Any] = request.app[STATUS].copy()
     status["queued"] = await request.app[STORE].read(
-        lambda c: c.execute("SELECT COUNT(*) FROM replica_outbox").fetchone()[0])
+        lambda c: c.execute("SELECT COUNT(*) FROM replica_outbox WHERE kind IN ('beat', 'batch')").fetchone()[0])
     return web.json_response(status)
 
 

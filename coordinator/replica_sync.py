@@ -15,6 +15,15 @@ from coordinator.store import insert_measurements
 class UpstreamError(Exception):
     """The upstream answered, but not with what replication needs (status and reason in the text)."""
 
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def refused(self) -> bool:
+        """The upstream refuses this content for good (sending it again cannot help)."""
+        return self.status in (400, 413, 422)
+
 
 class Upstream:
     """Bearer-token JSON client for the upstream's replica routes; every request bounded."""
@@ -42,7 +51,7 @@ class Upstream:
             doc = None
         if resp.status != 200 or not isinstance(doc, dict):
             reason = doc.get("error") if isinstance(doc, dict) else (await resp.text())[:200]
-            raise UpstreamError(f"{what}: HTTP {resp.status} {reason}")
+            raise UpstreamError(f"{what}: HTTP {resp.status} {reason}", resp.status)
         return doc
 
     async def get(self, route: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -115,5 +124,6 @@ def apply_pull(conn: sqlite3.Connection, page: dict[str, Any]) -> int:
 def take_outbox(conn: sqlite3.Connection, max_records: int) -> list[sqlite3.Row]:
     """The oldest queued items: heartbeats (up to ``max_records``) and at most 20 batches."""
     beats = conn.execute("SELECT * FROM replica_outbox WHERE kind = 'beat' ORDER BY id LIMIT ?", (max_records,)).fetchall()
+    # kind 'refused:beat' / 'refused:batch': the upstream refused them for good; kept, never resent
     batches = conn.execute("SELECT * FROM replica_outbox WHERE kind = 'batch' ORDER BY id LIMIT 20").fetchall()
     return [*beats, *batches]

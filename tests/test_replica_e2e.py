@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -140,6 +141,12 @@ def test_a_probe_the_replica_does_not_know_yet_makes_it_pull_the_registry(tmp_pa
     try:
         wait_until(lambda: rep_data.joinpath("tocsin.db").exists()
                    and count(rep_data, "SELECT count(*) FROM replica_state") >= 1, 20, "first sync round")
+        # a batch the upstream refuses for good (unknown probe) is set aside, not resent, and blocks nothing
+        db = sqlite3.connect(rep_data / "tocsin.db", timeout=30)
+        with db:
+            db.execute("INSERT INTO replica_outbox (kind, probe_id, body, queued_ts) VALUES ('batch', 'p-gone', ?, ?)",
+                       (b'{"items": []}', time.time()))
+        db.close()
         invite = run(["-m", "coordinator", "invite", "--data", str(up_data)]).strip()
         probe_id = json.loads(run(["-m", "probe", "register", "--coordinator", url, "--coordinator", rep_url,
                                    "--invite", invite, "--state", str(state), "--cc", "KZ", "--asn", "9198"]))["probe_id"]
@@ -156,6 +163,8 @@ def test_a_probe_the_replica_does_not_know_yet_makes_it_pull_the_registry(tmp_pa
                    20, "heartbeats forwarded upstream")
         status = json.loads(run(["-m", "probe", "status", "--state", str(state), "--json"]))
         assert status["endpoint"] == rep_url
+        assert sql(rep_data, "SELECT kind, probe_id FROM replica_outbox WHERE kind LIKE 'refused:%'") == \
+            [("refused:batch", "p-gone")]
     finally:
         if agent is not None:
             agent.kill(signal.SIGTERM)
