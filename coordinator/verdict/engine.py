@@ -100,6 +100,7 @@ def detect(data: Dataset, since: float, until: float, s: Settings | None = None)
     last_data = max([o.ts for o in obs] + [t for ts in data.heartbeats.values() for t in ts], default=since)
     end = min(until, last_data + W)
     tracker = Tracker(interval, s)
+    reach = _Reach(series, s)
     h = math.ceil(since / step) * step
     while h <= end + 1e-9:
         while fed < len(feed) and feed[fed].ts <= h:
@@ -108,7 +109,7 @@ def detect(data: Dataset, since: float, until: float, s: Settings | None = None)
         dark_view = {cc for cc, ser in out_series.items() if _dark(ser.window(h - W, h), s)}
         states: dict[str, ProbeState] = {}
         for p, info in probes.items():
-            st = reachability_state(series[p].window(h - W, h), s) if p in series else ProbeState("unknown")
+            st = reach.state(p, h - W, h) if p in series else ProbeState("unknown")
             if st.status == "unknown":
                 st = ProbeState(live.status(p, h, info.cc in dark_view))
             states[p] = st
@@ -128,6 +129,26 @@ def detect(data: Dataset, since: float, until: float, s: Settings | None = None)
         tracker.tick(h, findings, observed)
         h += step
     return tracker.finish(live)
+
+
+class _Reach:
+    """Each probe's reachability state per tick, recomputed only when its window holds other rows
+    than at the previous tick (ticks are a third of an interval apart, windows one interval wide):
+    :func:`reachability_state` is pure over the window's observations."""
+
+    def __init__(self, series: Mapping[str, _Series], s: Settings) -> None:
+        self.series, self.s = series, s
+        self.last: dict[str, tuple[int, int, ProbeState]] = {}
+
+    def state(self, probe: str, a: float, b: float) -> ProbeState:
+        ser = self.series[probe]
+        i, j = bisect.bisect_right(ser.ts, a), bisect.bisect_right(ser.ts, b)
+        memo = self.last.get(probe)
+        if memo is not None and memo[0] == i and memo[1] == j:
+            return memo[2]
+        st = reachability_state(ser.items[i:j], self.s)
+        self.last[probe] = (i, j, st)
+        return st
 
 
 def _dark(window: list[Obs], s: Settings) -> bool:
