@@ -127,7 +127,7 @@ def reachable_many(checks: list[tuple[str, str, int]], timeout_s: float = 1.0) -
 
 # --- Tocsin's own readiness: has the verdict engine got its first baseline? ----------------------
 
-def baseline_missing(data_dir: Path, probe_ids: list[str], *, rounds: int = 2, polls: int = 6) -> list[str]:
+def baseline_missing(data_dir: Path, probe_ids: list[str], *, rounds: int = 2, polls: int = 4) -> list[str]:
     """What the verdict engine still lacks before a fault can be judged against a baseline, read
     from the coordinator's database (read-only); an empty list means nothing.
 
@@ -135,8 +135,10 @@ def baseline_missing(data_dir: Path, probe_ids: list[str], *, rounds: int = 2, p
 
     * ``rounds`` results of each of its tasks (the probe interval is derived from the spacing of one
       probe's results of one target; two rounds of six probes give it plenty of spacings);
-    * ``polls`` schedule polls (liveness: the median poll spacing needs 3 polls, the 90th
-      percentile gap that keeps a probe stalled by load from counting as silent needs 6);
+    * ``polls`` schedule polls (liveness is judged against the median poll spacing, which needs 3;
+      4 give it 3 spacings).  The allowance for a probe whose polls stall under load (1.5 x its
+      90th percentile gap, from 6 polls) is not waited for: polls that do not stall keep it below
+      the median rule, and two polls into the timeline it is there;
     * per throughput target group, ``min_baseline_samples`` successful downloads (pooled over the
       probes; before that goodput is not judged at all), and per DNS name one successful answer
       (the reference a tampered answer is compared with).
