@@ -25,12 +25,17 @@ import io
 import queue
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+try:   # ISA-L (PyPI ``isal``): standard gzip output, several times faster than zlib at levels 1-3
+    from isal import igzip as _igzip
+except ImportError:   # without it every level is zlib's (the standard library)
+    _igzip = None  # type: ignore[assignment]
 
 from coordinator.archive.atlas_format import ATLAS_TESTS, to_atlas
 from probe.record import FIELD_NAMES, FIELDS
@@ -40,7 +45,22 @@ FORMATS = ("jsonl", "parquet", "csv", "atlas")
 # Test-key names that could hold the probe's own (volunteer's) address; removed on export.
 PRIVATE_KEYS = frozenset({"src_addr", "srcaddr", "source_address", "local_address", "local_addr",
                           "client_address", "client_ip", "probe_address", "public_ip", "my_ip", "from_addr"})
-_PRIVATE_RE = re.compile(r'"(' + "|".join(sorted(PRIVATE_KEYS)) + r')"\s*:')
+
+
+def trie_pattern(words: Iterable[str]) -> str:
+    """A regular expression matching exactly ``words``, factored by common prefixes (``s(?:ource_address|
+    rc_?addr)``): a failed attempt costs one character test instead of one per word."""
+    rest: dict[str, set[str]] = {}
+    for word in set(words) - {""}:
+        rest.setdefault(word[0], set()).add(word[1:])
+    alts = [re.escape(c) + trie_pattern(r) for c, r in sorted(rest.items())]
+    if "" in set(words):
+        return f"(?:{'|'.join(alts)})?" if alts else ""
+    return alts[0] if len(alts) == 1 else f"(?:{'|'.join(alts)})"
+
+
+# A private key as a JSON object key (inside a JSON string a quote is escaped, so each match is a key).
+_PRIVATE_RE = re.compile('"' + trie_pattern(PRIVATE_KEYS) + r'"\s*:')
 _OPTIONAL = ("campaign_id", "task_id", "probe_cc", "probe_asn", "probe_access")
 
 Row = Any          # sqlite3.Row or a mapping with the measurements columns
@@ -112,14 +132,30 @@ def record_line(row: Row, keys_text: str) -> bytes:
     return orjson.dumps(env)[:-1] + b',"test_keys":' + keys_text.encode() + tail
 
 
+ISAL_MAX_LEVEL = 3      # ISA-L's levels are 0-3; ``gzip_level`` 4-9 is zlib's
+
+
+def gzip_engine(level: int) -> str:
+    """The compressor of ``.gz`` files at ``level`` (1-9): ``isal`` (ISA-L) for 1-3 when the ``isal``
+    package is installed, else ``zlib``.  Both write a standard gzip file (RFC 1952)."""
+    return "isal" if _igzip is not None and level <= ISAL_MAX_LEVEL else "zlib"
+
+
+def open_gzip(path: Path, level: int) -> gzip.GzipFile:
+    """``path`` opened for writing as gzip at ``level`` by :func:`gzip_engine`'s compressor."""
+    if gzip_engine(level) == "isal":
+        return _igzip.IGzipFile(path, "wb", compresslevel=level, mtime=0)
+    return gzip.GzipFile(path, "wb", compresslevel=level, mtime=0)
+
+
 class GzipWriter:
-    """One ``.gz`` file written by its own thread (zlib releases the GIL, so files compress in parallel
-    with the reading and with each other).  Blocks wait in a queue of at most ``depth``: memory is
-    bounded whatever the range."""
+    """One ``.gz`` file written by its own thread (ISA-L and zlib release the GIL, so files compress
+    in parallel with the reading and with each other).  Blocks wait in a queue of at most ``depth``:
+    memory is bounded whatever the range."""
 
     def __init__(self, path: Path, level: int, depth: int = 4):
         self.path = path
-        self._fh = gzip.GzipFile(path, "wb", compresslevel=level, mtime=0)
+        self._fh = open_gzip(path, level)
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"archive-gzip-{path.name}", daemon=True)

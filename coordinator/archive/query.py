@@ -87,8 +87,11 @@ def stream(conn: sqlite3.Connection, filters: dict[str, Any], fmt: str, now: flo
 
 def _jsonl_lines(conn: sqlite3.Connection, filters: dict[str, Any], embargo: dict[str, float],
                  now: float) -> Iterator[bytes]:
+    fmt = jsonl.Formatter()          # one for the whole answer: its shape cache carries over
     for rows in jsonl.fetch(conn, filters, embargo, now):
-        yield from jsonl.lines(rows)[0]
+        fmt.add(rows)
+        yield from fmt.lines
+        fmt.lines.clear()
 
 
 def _row_lines(conn: sqlite3.Connection, filters: dict[str, Any], embargo: dict[str, float], now: float,
