@@ -158,3 +158,15 @@ def test_baseline_missing_until_every_probe_has_its_rounds_polls_and_the_pooled_
     assert check.baseline_missing(tmp_path, probes) == []
     assert check.baseline_missing(tmp_path, [*probes, "p3"])[0] == "p3: 0/4 polls"   # a probe not heard of
     conn.close()
+
+
+def test_timing_section_of_the_docs_matches_the_code():
+    from lab.procs import TEARDOWN_GRACE_S
+
+    section = (netns.REPO / "docs" / "lab.md").read_text().split("## Timing", 1)[1].split("\n## ", 1)[0]
+    assert f"SIGKILL {TEARDOWN_GRACE_S:g} s later" in section
+    defaults = check.baseline_missing.__kwdefaults__
+    assert f"{defaults['rounds']} results of every" in section and f"{defaults['polls']} schedule polls" in section
+    from coordinator.verdict.settings import Settings
+
+    assert f"`min_baseline_samples` ({Settings().min_baseline_samples})" in section
