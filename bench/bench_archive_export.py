@@ -12,7 +12,9 @@ and the pipeline's CPU time from /usr/bin/time).  CPU µs/row does not depend on
 as much as rows/s does.  One database holds 10M rows: 100,800 synthetic records inserted through
 ``insert_measurements`` then copied 99 times with new ids, each copy shifted in time (the copies are
 made without the indexes the export does not use; ``start_ts``'s stays); the 1M range is the first
-tenth of it.  The database is kept in --workdir between runs.
+tenth of it.  The database is kept in --workdir between runs.  Compressed size: the first run of each
+size also pipes our decompressed files through ``gzip -6`` (after the timing), so the bytes per row
+of ours and of ``gzip -6`` of the very same lines are printed side by side.
 
     python bench/bench_archive_export.py [--runs 3] [--sizes 1000000,10000000] [--workdir DIR] [--gzip-level N]
                                          [--workers 1,2]
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -100,14 +103,25 @@ def child(args: argparse.Namespace) -> None:
         seconds = time.perf_counter() - t
         m = json.loads((path / "manifest.json").read_text())
         size = sum(f["bytes"] for f in m["files"])
+        gzip6 = gzip6_size(path) if args.gzip6 else None
     finally:
         shutil.rmtree(out, ignore_errors=True)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)          # workers are joined by now
-    print(json.dumps({"rows": m["counts"]["measurements"], "seconds": seconds, "bytes": size,
+    print(json.dumps({"rows": m["counts"]["measurements"], "seconds": seconds, "bytes": size, "gzip6_bytes": gzip6,
                       "maxrss_mb": (usage.ru_maxrss + kids.ru_maxrss) / 1024,
                       "self_mb": usage.ru_maxrss / 1024, "child_mb": kids.ru_maxrss / 1024,
                       "cpu_s": usage.ru_utime + usage.ru_stime + kids.ru_utime + kids.ru_stime}))
+
+
+def gzip6_size(bundle: Path) -> int:
+    """Bytes of ``gzip -6`` of each of the bundle's decompressed ``.jsonl.gz`` files (the same lines)."""
+    total = 0
+    for path in sorted((bundle / "measurements").glob("*.jsonl.gz")):
+        res = subprocess.run(f"gzip -dc {path} | gzip -6 | wc -c", shell=True, capture_output=True, text=True,
+                             check=True)
+        total += int(res.stdout)
+    return total
 
 
 def tree_rss(proc: psutil.Process) -> int:
@@ -120,9 +134,9 @@ def tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def ours(data: Path, since: float, until: float, level: int, workers: int) -> dict[str, float]:
+def ours(data: Path, since: float, until: float, level: int, workers: int, gzip6: bool = False) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", "--data", str(data), "--since", str(since),
-           "--until", str(until), "--gzip-level", str(level), "--workers", str(workers)]
+           "--until", str(until), "--gzip-level", str(level), "--workers", str(workers), *(["--gzip6"] if gzip6 else [])]
     with tempfile.TemporaryFile("w+") as out, subprocess.Popen(cmd, stdout=out, cwd=ROOT) as proc:
         ps, peak = psutil.Process(proc.pid), 0
         while proc.poll() is None:
@@ -134,7 +148,7 @@ def ours(data: Path, since: float, until: float, level: int, workers: int) -> di
         if proc.returncode:
             raise SystemExit(f"export child failed ({proc.returncode})")
         out.seek(0)
-        result: dict[str, float] = json.loads(out.read().strip().splitlines()[-1])
+        result: dict[str, Any] = json.loads(out.read().strip().splitlines()[-1])
     result["tree_mb"] = peak / 2**20
     return result
 
@@ -167,6 +181,7 @@ def main() -> None:
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "tocsin-bench-archive")
     p.add_argument("--gzip-level", type=int, default=None, help="ours; default: the [archive] gzip_level default")
     p.add_argument("--workers", default=None, help="ours, comma-separated; default: [archive] export_workers")
+    p.add_argument("--gzip6", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     from coordinator.archive.settings import Settings
 
@@ -175,7 +190,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    from coordinator.archive import synthetic
+    from coordinator.archive import formats, synthetic
 
     sizes = [int(s) for s in args.sizes.split(",")]
     copies = -(-max(sizes) // 100_800)
@@ -183,7 +198,8 @@ def main() -> None:
     data = make_db(args.workdir, copies)
     print(f"# {load()} (database ready)", flush=True)
     workers = [int(w) for w in args.workers.split(",")]
-    print(f"\nJSONL.gz export (ours: gzip level {args.gzip_level}; peer: gzip -6), medians of {args.runs} runs"
+    print(f"\nJSONL.gz export (ours: gzip level {args.gzip_level}, {formats.gzip_engine(args.gzip_level)}; peer: gzip -6),"
+          f" medians of {args.runs} runs"
           " (peak RSS: max over runs, worker processes included; CPU: user+sys of every thread/process, per row)")
     print(f"{'rows':>10} | {'workers':>7} | {'ours rows/s':>11} | {'RSS MB':>6} | {'tree MB':>7} | {'B/row':>5} |"
           f" {'CPU us/row':>10} | {'sqlite3|gzip rows/s':>19} | {'peer RSS MB':>11} | {'B/row':>5} |"
@@ -193,9 +209,9 @@ def main() -> None:
         since, until = synthetic.T0, synthetic.T0 + slices * SLICE_S
         o: dict[int, list[dict[str, float]]] = {w: [] for w in workers}
         q = []
-        for _ in range(args.runs):                  # interleaved, so all see the same load
+        for run in range(args.runs):                # interleaved, so all see the same load
             for w in workers:
-                o[w].append(ours(data, since, until, args.gzip_level, w))
+                o[w].append(ours(data, since, until, args.gzip_level, w, gzip6=run == 0 and w == workers[0]))
             q.append(peer(data, since, until))
         n = o[workers[0]][0]["rows"]
         q_rate = statistics.median(n / r["seconds"] for r in q)
@@ -212,6 +228,10 @@ def main() -> None:
                   f"{[(round(n / r['seconds']), round(r['self_mb'], 1), round(r['child_mb'], 1), round(r['tree_mb'], 1)) for r in runs]}",
                   flush=True)
         print(f"#   peer per run (rows/s, MB): {[(round(n / r['seconds']), round(r['maxrss_mb'], 1)) for r in q]}",
+              flush=True)
+        first = o[workers[0]][0]
+        print(f"#   compressed size: ours {first['bytes'] / n:.1f} B/row, gzip -6 of the same lines"
+              f" {first['gzip6_bytes'] / n:.1f} B/row (ours / gzip -6 = {first['bytes'] / first['gzip6_bytes']:.3f})",
               flush=True)
     print(f"# {load()} (end); target: >= 100,000 rows/s, peak RSS the same for every size")
 

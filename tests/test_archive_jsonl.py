@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import re
+import shutil
+import subprocess
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -93,8 +97,9 @@ def test_lines_equal_record_from_row_for_every_field_type(recs: list[dict[str, A
         want = record_from_row(row)
         want["test_keys"] = formats._scrub(want["test_keys"])
         assert canonical(got) == canonical(want)                  # same keys, values and types
-        old = orjson.loads(formats.record_line(row, formats.test_keys_text(row)[0]))
-        assert canonical(got, True) == canonical(old, True)      # and the key order of the earlier lines
+        old_line = formats.record_line(row, formats.test_keys_text(row)[0])
+        assert canonical(got, True) == canonical(orjson.loads(old_line), True)   # key order of the earlier lines
+        assert line == old_line                                  # byte for byte the row-at-a-time writer's line
         original = next(r for r in recs if r["measurement_id"] == got["measurement_id"])
         assert got["test_keys"] == formats._scrub(original["test_keys"])
 
@@ -158,3 +163,75 @@ def test_embargo_in_sql_matches_the_rule(tmp_path: Path) -> None:
         r["start_time"][17:19]) + embargo[r["campaign_id"]] > now)]
     assert sorted(r["measurement_id"] for r in published) == sorted(r["measurement_id"] for r in rule)
     assert len(published) == 25 and withheld == {"secret": 5} and until == T0.timestamp() + 9 + 100.0
+    conn = dbmod.connect(dbmod.db_path(tmp_path), readonly=True)
+    try:
+        conn.execute("BEGIN")
+        out = jsonl.export(conn, None, {"since": T0.timestamp() + 1}, embargo, now, 1)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    kept = [r for r in rule if r["start_time"][17:19] != "00"]
+    assert sum(out.by_test.values()) == len(kept) and out.probes == {"p"}
+    assert (out.first, out.last) == (T0.timestamp() + 1, T0.timestamp() + 9)      # published rows only
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(sorted(formats.PRIVATE_KEYS)), st.sampled_from(['"', ":", " ", "_", "\\"]),
+                          st.text("abcdeilmnoprsu_", max_size=6)), max_size=12))
+def test_factored_private_key_regex_matches_the_plain_alternation(parts: list[str]) -> None:
+    plain = re.compile(r'"(?:' + "|".join(map(re.escape, sorted(formats.PRIVATE_KEYS))) + r')"\s*:')
+    text = "".join(parts)
+    assert formats._PRIVATE_RE.findall(text) == plain.findall(text)
+    assert all(any(n in f'"{k}"'.encode() for n in jsonl.NEEDLES) for k in formats.PRIVATE_KEYS)
+
+
+def test_gzip_engine_and_zlib_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Levels 1-3 are ISA-L's when the isal package is there, 4-9 zlib's; without isal every level is
+    zlib's.  Either way the file is a standard gzip file: gzip -t, Python's gzip and a concatenation."""
+    data = b"".join(b'{"n":%d,"pad":"%s"}\n' % (i, b"x" * (i % 50)) for i in range(20000))
+    engines, have_isal = {}, formats._igzip is not None
+    for isal in ("present", "absent"):
+        if isal == "absent":
+            monkeypatch.setattr(formats, "_igzip", None)
+        for level in (1, 3, 4, 9):
+            path = tmp_path / f"{isal}-{level}.jsonl.gz"
+            writer = formats.GzipWriter(path, level)
+            writer.write(data[:len(data) // 2])
+            writer.write(data[len(data) // 2:])
+            writer.close()
+            assert gzip.decompress(path.read_bytes()) == data
+            if shutil.which("gzip"):
+                subprocess.run(["gzip", "-t", str(path)], check=True)
+            engines[isal, level] = formats.gzip_engine(level)
+    assert engines["absent", 1] == engines["absent", 9] == engines["present", 4] == "zlib"
+    if have_isal:
+        assert engines["present", 1] == engines["present", 3] == "isal"
+    both = tmp_path / "both.gz"                    # one member of each engine, read whole
+    both.write_bytes((tmp_path / "present-1.jsonl.gz").read_bytes() + (tmp_path / "absent-9.jsonl.gz").read_bytes())
+    with gzip.open(both) as fh:
+        assert fh.read() == data + data
+
+
+def test_shape_cache_is_bounded_and_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from coordinator.archive import synthetic
+
+    conn = dbmod.open_writer(tmp_path)
+    try:
+        synthetic.fill(conn, 3, 0.5)
+    finally:
+        conn.close()
+    conn = dbmod.connect(dbmod.db_path(tmp_path), readonly=True)
+    try:
+        chunks = list(jsonl.fetch(conn, {}, {}, 0.0))
+        whole = jsonl.Formatter()
+        for chunk in chunks:
+            whole.add(chunk)
+        monkeypatch.setattr(jsonl, "MAX_SHAPES", 2)
+        small = jsonl.Formatter()
+        for chunk in chunks:
+            small.add(chunk)
+            assert len(small._shapes) <= 2
+    finally:
+        conn.close()
+    assert small.lines == whole.lines and len(whole._shapes) > 2
+    assert small.probes == whole.probes == set(synthetic.probe_ids(3)) and small.scrubbed == whole.scrubbed > 0

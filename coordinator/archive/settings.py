@@ -11,7 +11,7 @@ from typing import Any
 class Settings:
     dir: str = "archives"                    # bundles' folder, relative to the data dir unless absolute
     formats: list[str] = field(default_factory=lambda: ["jsonl", "parquet", "csv", "atlas"])
-    gzip_level: int = 3                      # 1 (fast) .. 9 (small) for .jsonl.gz files (docs: trade-off)
+    gzip_level: int = 1                      # 1 (fast) .. 9 (small) for .gz files; 1-3 ISA-L (docs: trade-off)
     # processes of a JSONL export of >= 200k rows; 1: the building process alone (docs: Export speed)
     export_workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
     parquet_batch_rows: int = 20000          # rows per Parquet row group; bounds the build's memory
