@@ -85,18 +85,54 @@ def where(filters: Mapping[str, Any], embargo: Mapping[str, float], now: float,
     return (" WHERE " + " AND ".join(conds)) if conds else "", params
 
 
-def scrub_keys(text: bytes, found: int | None = None) -> bytes:
-    """``test_keys`` JSON without private keys; ``found``: how many the regex found in ``text`` (it
-    is searched when not given).  Each regex match is a key (inside a JSON string a quote is
-    escaped), so when every match is a top-level private key they are dropped from the top object
-    alone; otherwise every object at every depth is walked (:func:`formats._scrub`)."""
+def scrub_keys(text: bytes, found: list[tuple[int, int]] | None = None) -> bytes:
+    """``test_keys`` JSON without private keys; ``found``: the spans of the regex matches in
+    ``text`` (searched when not given).  Each regex match is a key (inside a JSON string a quote is
+    escaped).  Top-level members with a string or scalar value are cut out of the text
+    (:func:`drop_top_level`); otherwise, when every match is a top-level key, they are dropped from
+    the parsed top object alone, else every object at every depth is walked (:func:`formats._scrub`)."""
+    spans = [m.span() for m in _PRIVATE_B.finditer(text)] if found is None else found
+    cut = drop_top_level(text, spans)
+    if cut is not None:
+        return cut
     keys = orjson.loads(text)
     top = [k for k in keys if k in formats.PRIVATE_KEYS]
-    if len(top) == (len(_PRIVATE_B.findall(text)) if found is None else found):
+    if len(top) == len(spans):
         for k in top:
             del keys[k]
         return orjson.dumps(keys)
     return orjson.dumps(formats._scrub(keys))
+
+
+def drop_top_level(text: bytes, spans: list[tuple[int, int]]) -> bytes | None:
+    """``text`` (a JSON object) without the members whose keys are at ``spans`` (the key's opening
+    quote .. after its colon), cut out of the text: the same bytes as parsing, deleting and
+    ``orjson.dumps`` for orjson's own compact output.  None (the caller parses instead) unless the
+    text has no backslash (so every quote opens or closes a string), each key is a member of the
+    top object, and each value is a string or a scalar followed directly by ``,`` or ``}``."""
+    if b"\\" in text:
+        return None
+    for start, end in reversed(spans):          # from the last, so earlier spans stay valid
+        outside = b"".join(text[:start].split(b'"')[::2])  # what precedes the key, strings left out
+        if text.count(b'"', 0, start) % 2 or outside.count(b"{") - outside.count(b"}") != 1 or (
+                outside.count(b"[") != outside.count(b"]")):
+            return None
+        first = text[end:end + 1]
+        if first == b'"':
+            stop = text.find(b'"', end + 1) + 1
+        elif first and first not in b"{[ \t\r\n":
+            commas, braces = text.find(b",", end), text.find(b"}", end)
+            stop = braces if commas < 0 else min(commas, braces)
+        else:
+            return None
+        after = text[stop:stop + 1]
+        if after == b",":
+            text = text[:start] + text[stop + 1:]
+        elif after == b"}" and text[start - 1:start] in (b",", b"{"):
+            text = text[:start - (text[start - 1:start] == b",")] + text[stop:]
+        else:
+            return None
+    return text
 
 
 def _clause(filters: Mapping[str, Any], embargo: Mapping[str, float], now: float,
@@ -165,15 +201,15 @@ class Formatter:
 
     def add(self, rows: list[tuple[Any, ...]]) -> None:
         """Append the rows' lines to :attr:`blocks` (``split``) or :attr:`lines`, in row order."""
-        get, make, dumps, findall, join = self._shapes.get, self._shape, orjson.dumps, _PRIVATE_B.findall, b"".join
+        get, make, dumps, finditer, join = self._shapes.get, self._shape, orjson.dumps, _PRIVATE_B.finditer, b"".join
         n1, n2 = NEEDLES
         scrubbed = 0
         for mid, start, runtime, shape, keys in rows:
             s = get(shape)
             if s is None:
                 s = make(shape)
-            if (n1 in keys or n2 in keys) and (found := findall(keys)):
-                keys = scrub_keys(keys, len(found))
+            if (n1 in keys or n2 in keys) and (found := [m.span() for m in finditer(keys)]):
+                keys = scrub_keys(keys, found)
                 scrubbed += 1
             s[3].append(join((_OPEN, dumps(mid), s[0], dumps(start), _RUNTIME, dumps(runtime), s[1], keys, s[2])))
         self.scrubbed += scrubbed
