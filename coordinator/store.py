@@ -96,10 +96,11 @@ def fast_content_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-# In orjson's output, the only text where its floats and the standard library's may differ: a digit
-# followed by an exponent, or a float in [1e-5, 1e-4) written 0.0000ddd (see _plain_floats).  A
-# string that merely looks like one only sends its record down the exact, slower path.
-_FLOAT_TEXT_MAY_DIFFER = re.compile(rb"\d[eE]|0\.0000")
+# In orjson's output, the only text where its floats and the standard library's may differ: a number
+# with an exponent, or a float in [1e-5, 1e-4) written 0.0000ddd (see _plain_floats).  In compact
+# JSON a number follows ':', ',' or '['; a string that merely looks like one (hex ids such as
+# "727e" do not) only sends its record down the exact, slower path.
+_FLOAT_TEXT_MAY_DIFFER = re.compile(rb"[:,\[]-?(?:\d+(?:\.\d+)?[eE]|0\.0000)")
 
 
 def parsed_content_hash(record: dict[str, Any]) -> str:

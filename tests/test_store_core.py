@@ -206,3 +206,14 @@ def test_parsed_content_hash_on_exponent_floats_and_big_ints() -> None:
                  b'{"x":9999999999999998.0}', b'{"x":-0.0}', b'{"s":"1e5 0.00001 text"}', b'{"x":0.00001234}'):
         doc = orjson.loads(text)
         assert parsed_content_hash(doc) == content_hash(doc), text
+
+
+def test_parsed_content_hash_takes_the_fast_path_for_ordinary_records() -> None:
+    """Hex ids, times and ordinary floats never send a record to the slow path; exponents do."""
+    from coordinator.store import _FLOAT_TEXT_MAY_DIFFER
+
+    r = rec(1)
+    r["test_keys"] = {"connect_ms": 12.333333333333334, "x": [0.5, 1, 0.0001], "id": "7e5e-0e1"}
+    assert _FLOAT_TEXT_MAY_DIFFER.search(orjson.dumps(r, option=orjson.OPT_SORT_KEYS)) is None
+    for text in (b'{"x":1e-07}', b'{"x":[2,1e16]}', b'{"a":{"x":-3e-05}}', b'{"x":0.00005}'):
+        assert _FLOAT_TEXT_MAY_DIFFER.search(orjson.dumps(orjson.loads(text), option=orjson.OPT_SORT_KEYS))
