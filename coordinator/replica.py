@@ -41,7 +41,7 @@ from probe import signing
 log = logging.getLogger("tocsin.replica")
 REFUSED = (f"{API}/register", f"{API}/invites", f"{API}/campaigns")
 BACKOFF_CAP_S = 60.0
-BACKOFF_CAP_ROUNDS = 10    # the backoff never exceeds this many sync periods: back in step soon after a cut
+BACKOFF_CAP_ROUNDS = 3     # the backoff never exceeds this many sync periods: back in step soon after a cut
 
 
 def backoff_s(sync_s: float, failures: int) -> float:

@@ -70,10 +70,24 @@ async def test_a_primary_that_answers_again_is_used_again(server: tuple[str, lis
     url, _ = server
     fallback = f"http://127.0.0.1:{closed_port()}"
     async with Client([url, fallback], Ed25519PrivateKey.generate(), timeout_s=5, recheck_s=60) as client:
-        client.down_until[url] = time.monotonic() + 60     # as after a failed attempt during a cut
+        now = time.monotonic()                             # as after a border cut: the primary failed,
+        client.failed_at[url], client.down_until[url] = now - 1, now + 60
+        client.ok_at[fallback] = now                        # ... the fallback answered since
+        assert client.order() == [fallback, url]
         answer = await client.post("/api/v1/echo", b"{}")   # the fallback is dead too: the primary still tried
         assert answer.endpoint == url and url not in client.down_until
         assert client.order() == [url, fallback] and fallback in client.down_until
+
+
+def test_in_a_blackout_the_primary_stays_first() -> None:
+    client = Client(["http://primary", "http://replica"], Ed25519PrivateKey.generate(), recheck_s=60)
+    now = time.monotonic()
+    client.ok_at = {"http://primary": now - 30, "http://replica": now - 20}       # both answered before the cut
+    client.failed_at = {"http://primary": now - 2, "http://replica": now - 1}     # ... neither since
+    client.down_until = {e: t + 60 for e, t in client.failed_at.items()}
+    assert client.order() == ["http://primary", "http://replica"]
+    client.ok_at["http://replica"] = now                    # the replica answers again (a border cut, not a blackout)
+    assert client.order() == ["http://replica", "http://primary"]
 
 
 async def test_a_silent_primary_costs_at_most_fallback_after_s(server: tuple[str, list]) -> None:

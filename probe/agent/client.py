@@ -2,9 +2,10 @@
 
 Endpoint policy (docs/agent.md): the endpoints are tried in their configured order - the first is
 the primary coordinator, the others fallbacks such as an in-country replica.  An endpoint that
-failed to answer (connection refused or timed out) is tried after the others for ``recheck_s``,
-then first again, so after a cut the probe is back on its primary within ``recheck_s`` plus one
-request.  While another endpoint is left to try, one attempt is bounded by ``fallback_after_s``
+failed to answer (connection refused or timed out) is tried after the others for ``recheck_s``
+once another endpoint has answered since, then first again, so after a cut the probe is back on
+its primary within ``recheck_s`` plus one request (at once after a blackout, when nothing
+answered).  While another endpoint is left to try, one attempt is bounded by ``fallback_after_s``
 and its connection attempt by ``fallback_connect_s`` (a wrong fallback costs little: the replica
 forwards what it gets; a late one delays the data the people inside the country need).
 """
@@ -49,6 +50,8 @@ class Client:
         self.fallback_after_s = 2 * self.connect_timeout_s   # one attempt's bound while others remain
         self.fallback_connect_s = min(3.0, self.connect_timeout_s)   # ... and its connection attempt's
         self.down_until: dict[str, float] = {}          # endpoint -> monotonic time it goes first again
+        self.failed_at: dict[str, float] = {}           # endpoint -> monotonic time of its last failure
+        self.ok_at: dict[str, float] = {}               # endpoint -> monotonic time it last answered
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Client:
@@ -68,9 +71,16 @@ class Client:
         return self._session
 
     def order(self) -> list[str]:
-        """Endpoints in the order to try now: configured order, those that failed lately last."""
+        """Endpoints in the order to try now: configured order; one that failed lately goes last,
+        but only while another endpoint has answered since that failure (when nothing answers - a
+        blackout - the primary stays first, so the probe is back on it as soon as the line is)."""
         now = time.monotonic()
-        fresh = [e for e in self.endpoints if self.down_until.get(e, 0.0) <= now]
+
+        def demoted(e: str) -> bool:
+            return self.down_until.get(e, 0.0) > now and any(
+                self.ok_at.get(f, -1.0) > self.failed_at.get(e, 0.0) for f in self.endpoints if f != e)
+
+        fresh = [e for e in self.endpoints if not demoted(e)]
         return fresh + [e for e in self.endpoints if e not in fresh]
 
     async def post(self, path: str, body: bytes, content_type: str = "application/json", *,
@@ -98,11 +108,13 @@ class Client:
                     except (ValueError, UnicodeDecodeError):
                         doc = {"error": raw[:200].decode(errors="replace")}
                     self.down_until.pop(base, None)
+                    self.ok_at[base] = time.monotonic()
                     return Answer(resp.status, doc if isinstance(doc, dict) else {"value": doc}, base)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 errors.append(f"{base}: {type(exc).__name__} {exc}".strip())
                 if len(self.endpoints) > 1:
-                    self.down_until[base] = time.monotonic() + self.recheck_s
+                    self.failed_at[base] = time.monotonic()
+                    self.down_until[base] = self.failed_at[base] + self.recheck_s
         raise Unreachable("; ".join(errors))
 
     def _learn_clock(self, date: str | None, sent: float, received: float) -> None:
