@@ -170,3 +170,13 @@ def test_timing_section_of_the_docs_matches_the_code():
     from coordinator.verdict.settings import Settings
 
     assert f"`min_baseline_samples` ({Settings().min_baseline_samples})" in section
+
+
+def test_run_many_runs_everything_and_names_every_failure():
+    done = netns.run_many([(["cat"], "one\n"), (["sh", "-c", "echo bad >&2; exit 3"], None), (["true"], None)],
+                          check=False)
+    assert [c.returncode for c in done] == [0, 3, 0] and done[0].stdout == "one\n"
+    with pytest.raises(netns.LabError, match=r"sh -c echo bad >&2; exit 3: exit 3: bad"):
+        netns.run_many([(["true"], None), (["sh", "-c", "echo bad >&2; exit 3"], None)])
+    slow = netns.run_many([(["sleep", "5"], None)], check=False, timeout=0.3)[0]
+    assert slow.returncode != 0 and "timed out" in slow.stderr
