@@ -175,7 +175,7 @@ def test_embargo_in_sql_matches_the_rule(tmp_path: Path) -> None:
     assert (out.first, out.last) == (T0.timestamp() + 1, T0.timestamp() + 9)      # published rows only
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.one_of(st.sampled_from(sorted(formats.PRIVATE_KEYS)), st.sampled_from(['"', ":", " ", "_", "\\"]),
                           st.text("abcdeilmnoprsu_", max_size=6)), max_size=12))
 def test_factored_private_key_regex_matches_the_plain_alternation(parts: list[str]) -> None:
@@ -237,7 +237,7 @@ def test_shape_cache_is_bounded_and_changes_nothing(tmp_path: Path, monkeypatch:
     assert small.probes == whole.probes == set(synthetic.probe_ids(3)) and small.scrubbed == whole.scrubbed > 0
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.dictionaries(KEY, JSON, max_size=6), st.booleans())
 def test_scrub_keys_cuts_text_exactly_as_parsing_would(doc: dict[str, Any], spaced: bool) -> None:
     """The text cut of top-level private members gives orjson's bytes of the scrubbed object (and, for
