@@ -74,3 +74,11 @@ async def test_bad_filters_are_refused_with_a_reason(aiohttp_client: Any, tmp_pa
         assert (await client.get("/api/v1/events/ev-nope")).status == 404
     finally:
         await asyncio.to_thread(store.close)
+
+
+def test_the_pause_after_a_step_coalesces_only_under_load() -> None:
+    from coordinator.verdict.service import pause_after
+
+    assert pause_after(0.02, 1.0) == 1.0          # the normal case: poll_s, as before
+    assert pause_after(0.999, 1.0) == 1.0
+    assert pause_after(2.5, 1.0) == 2.5           # a step longer than poll_s: at most half the time
