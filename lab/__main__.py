@@ -23,14 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--live", action="store_true", help="print the verdict timeline as it unfolds")
     r.add_argument("--keep", action="store_true", help="leave the lab up after the run")
     r.add_argument("--no-atlas", action="store_true", help="run without the RIPE Atlas stand-in (Tocsin's own signals only)")
-    r.add_argument("--no-replica", action="store_true", help="run without the in-country coordinator replica")
+    r.add_argument("--replica", action="store_true", help="also run the in-country coordinator replica (docs/replica.md)")
     r.add_argument("--results", type=Path, default=RESULTS_DIR, help=f"results directory (default {RESULTS_DIR})")
     s = sub.add_parser("scorecard", help="run scenarios (default: all) and print expected vs found events")
     s.add_argument("scenarios", nargs="*", help="scenario names (default: every scenario)")
     s.add_argument("--no-run", action="store_true", help="only score results already in --results")
     s.add_argument("--results", type=Path, default=RESULTS_DIR, help=f"results directory (default {RESULTS_DIR})")
     s.add_argument("--json", action="store_true", help="print the scorecard as JSON")
-    s.add_argument("--no-replica", action="store_true", help="run without the in-country coordinator replica")
+    s.add_argument("--replica", action="store_true", help="also run the in-country coordinator replica (docs/replica.md)")
     return parser
 
 
@@ -75,7 +75,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         sc = scenario.load(args.scenario, Lab(kazakhstan(), args.prefix))
         result = Run(sc, prefix=args.prefix, live=args.live, keep=args.keep, results_dir=args.results,
-                     with_atlas=not args.no_atlas, with_replica=not args.no_replica).execute()
+                     with_atlas=not args.no_atlas, with_replica=args.replica).execute()
         from lab.scorecard import render, score
 
         print(render([score(result)]))
@@ -83,7 +83,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     from lab.scorecard import run_scorecard
 
     return run_scorecard(args.scenarios or scenario.names(), prefix=args.prefix, results_dir=args.results,
-                         run=not args.no_run, as_json=args.json, with_replica=not args.no_replica)
+                         run=not args.no_run, as_json=args.json, with_replica=args.replica)
 
 
 if __name__ == "__main__":

@@ -66,3 +66,25 @@ def test_kazakhstan_blackout_is_confirmed_with_atlas_and_detected_without_it():
     blackouts = _blackouts(without)
     assert blackouts and all(e.get("confirmed_ts") for e in blackouts), without["events"]
     assert not any(s.startswith("atlas") for e in without["events"] for s in e["signals"])
+
+
+def test_the_in_country_replica_knows_a_border_cut_while_it_lasts():
+    """docs/replica.md: during a border cut the coordinator abroad sees a blackout until the
+    buffered results arrive after the border opens; the replica inside, which the probes fall back
+    to, calls it domestic_only while the cut lasts.  Nothing false is raised at either."""
+    need_root()
+    sc = scenario.load("iran-2019", Lab(kazakhstan(), "tls"))
+    result = Run(sc, prefix="tls", results_dir=RESULTS / "replica", say=lambda _m: None, with_replica=True).execute()
+    check_replica_border_cut(result)
+
+
+def check_replica_border_cut(result: dict) -> None:
+    card = score(result)
+    text = render([card])
+    assert card["errors"] == [] and card["recall"] == (1, 1) and card["false"] == [], text
+    repair = next(s["ts"] for s in result["steps"] if s["what"] == "undo")
+    inside = [t for e in result["replica_events"] for t in e["transitions"]
+              if t["kind"] == "domestic_only" and t["scope"] == "KZ" and t["recorded_ts"] < repair]
+    assert inside, result["replica_events"]
+    # the probes' uploads during the cut reached the coordinator abroad afterwards, through the replica
+    assert result["events"] and any(e["kind"] == "domestic_only" for e in result["events"]), result["events"]
