@@ -103,12 +103,15 @@ def child(args: argparse.Namespace) -> None:
         seconds = time.perf_counter() - t
         m = json.loads((path / "manifest.json").read_text())
         size = sum(f["bytes"] for f in m["files"])
-        gzip6 = gzip6_size(path) if args.gzip6 else None
-    finally:
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    if not args.gzip6:           # else the parent measures gzip -6 of the files, then removes them
         shutil.rmtree(out, ignore_errors=True)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)          # workers are joined by now
-    print(json.dumps({"rows": m["counts"]["measurements"], "seconds": seconds, "bytes": size, "gzip6_bytes": gzip6,
+    print(json.dumps({"rows": m["counts"]["measurements"], "seconds": seconds, "bytes": size,
+                      "kept": str(path) if args.gzip6 else None,
                       "maxrss_mb": (usage.ru_maxrss + kids.ru_maxrss) / 1024,
                       "self_mb": usage.ru_maxrss / 1024, "child_mb": kids.ru_maxrss / 1024,
                       "cpu_s": usage.ru_utime + usage.ru_stime + kids.ru_utime + kids.ru_stime}))
@@ -150,6 +153,9 @@ def ours(data: Path, since: float, until: float, level: int, workers: int, gzip6
         out.seek(0)
         result: dict[str, Any] = json.loads(out.read().strip().splitlines()[-1])
     result["tree_mb"] = peak / 2**20
+    if result["kept"]:           # measured after the run, outside the measured process tree
+        result["gzip6_bytes"] = gzip6_size(Path(result["kept"]))
+        shutil.rmtree(Path(result["kept"]).parent, ignore_errors=True)
     return result
 
 
