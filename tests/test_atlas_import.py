@@ -126,3 +126,68 @@ def test_raw_kept_as_read_batches_and_checkpoint_setting(tmp_path: Path) -> None
     assert ccs == [None, None, probe["country_code"], probe["country_code"]]   # batches after the probe object
     assert import_paths(conn, [f], batch=3).duplicates == 4
     conn.close()
+
+
+def _records() -> list[dict[str, Any]]:
+    from coordinator.atlas.normalize import ProbeInfo, normalize
+
+    out = []
+    for kind in ("ping", "traceroute", "dns", "http", "sslcert"):
+        for line in lines(kind):
+            raw = json.loads(line)
+            out.append(normalize(raw, probes={raw["prb_id"]: ProbeInfo(raw["prb_id"], "KZ", 9198)},
+                                 target_cc=lambda t: "DE"))
+    return out
+
+
+def test_bulk_rows_are_the_store_rows() -> None:
+    """Every sample's row from the Atlas bulk writer is the store's own row (test_keys text: same JSON)."""
+    from coordinator.atlas import bulk
+    from coordinator.store import row_from_record
+
+    for rec in _records():
+        for received in (time.time(), 1e9):                  # also a flagged (future) start time
+            mine, theirs = bulk.row(rec, received), row_from_record(rec, received)
+            assert len(mine) == len(theirs)
+            assert mine[:18] == theirs[:18] and mine[19:] == theirs[19:], rec["measurement_id"]
+            assert json.loads(mine[18]) == json.loads(theirs[18])
+
+
+@pytest.mark.parametrize("value", [1e-5, 5e-5, -3e-7, 1e16, 2.5e17, 0.0001, 123.456, 0.0, -0.0, 7])
+def test_bulk_hash_with_floats_either_library_writes_differently(value: float) -> None:
+    from coordinator.atlas import bulk
+    from probe.record import content_hash
+
+    rec = _records()[2]
+    rec["test_keys"] = {**rec["test_keys"], "rtt_min": value, "packets": [{"rtt": value, "x": [value, {"y": value}]}]}
+    rec["runtime_s"] = abs(value) if abs(value) < 86400 else 1.0
+    assert bulk.hash_and_texts(rec)[0] == content_hash(rec)
+    for odd in (float("nan"), float("inf")):                 # orjson would write these as null
+        rec["test_keys"]["packets"][0]["x"][1]["y"] = odd
+        assert bulk.hash_and_texts(rec)[0] == content_hash(rec)
+
+
+def test_bulk_duplicate_and_conflict_with_a_row_stored_by_another_path(tmp_path: Path) -> None:
+    """A record stored without its Atlas result (e.g. a Tocsin-record import): the same content is a
+    duplicate (and the raw result is kept), other content a conflict - as store.insert_measurements."""
+    from coordinator.atlas.importer import import_paths
+    from coordinator.atlas.normalize import normalize
+    from coordinator.db import open_writer
+    from coordinator.store import insert_measurements
+
+    conn = open_writer(tmp_path / "data")
+    same, other = json.loads(lines("ping")[2]), json.loads(lines("ping")[3])
+    assert insert_measurements(conn, [normalize(same)]).inserted
+    changed = normalize(other)
+    changed["runtime_s"] = 1.5
+    assert insert_measurements(conn, [changed]).inserted
+    f = tmp_path / "two.jsonl"
+    f.write_text("\n".join([lines("ping")[2], lines("ping")[3], lines("ping")[2]]) + "\n")
+    counts = import_paths(conn, [f])
+    assert counts.inserted == 0 and counts.duplicates == 2 and counts.malformed == 1
+    assert list(counts.reasons) == [f"conflict: measurement_id {changed['measurement_id']} is already stored "
+                                    "with different content"]
+    assert [r[0] for r in conn.execute("SELECT measurement_id FROM atlas_raw")] == [normalize(same)["measurement_id"]]
+    again = import_paths(conn, [f])
+    assert again.duplicates == 2 and again.malformed == 1
+    conn.close()

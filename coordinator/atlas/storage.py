@@ -1,7 +1,7 @@
-"""SQL of the Atlas part: results (through the store's ``prepare_measurements`` and
-``write_prepared``, in one transaction with their raw results), connection events, probe objects,
-cursors.  Every function takes the writer (or a reader) connection and is meant to run on the
-store's threads, never on the event loop.
+"""SQL of the Atlas part: results (:mod:`coordinator.atlas.bulk`: the store's rows and idempotency,
+in one transaction with their raw results), connection events, probe objects, cursors.  Every
+function takes the writer (or a reader) connection and is meant to run on the store's threads,
+never on the event loop.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from coordinator.atlas.normalize import ProbeInfo, TargetCountry, measurement_id_for, normalize
+from coordinator.atlas import bulk
+from coordinator.atlas.normalize import ProbeInfo, TargetCountry
 from coordinator.atlas.parse import MalformedResult
-from coordinator.store import prepare_measurements, write_prepared
 
 EVENTS = ("connect", "disconnect")
 
@@ -70,74 +70,12 @@ def store_results(conn: sqlite3.Connection, raws: Iterable[dict[str, Any]], *,
                   probes: Mapping[int, ProbeInfo] | None = None,
                   target_cc: TargetCountry | None = None,
                   texts: Sequence[str | None] | None = None) -> Counts:
-    """Normalise and store results; the original result goes to ``atlas_raw``: ``texts[i]``, the
-    JSON text ``raws[i]`` was decoded from, when the caller has it (else it is encoded again)."""
+    """Normalise and store results (:func:`coordinator.atlas.bulk.store_results`); the original
+    result goes to ``atlas_raw``: ``texts[i]``, the JSON text ``raws[i]`` was decoded from, when the
+    caller has it (else it is encoded again)."""
     out = Counts()
-    records: list[dict[str, Any]] = []
-    raw_rows: list[tuple[Any, ...]] = []
-    raws = list(raws)
-    if texts is None:
-        texts = [None] * len(raws)
-    mids = [_mid(r) for r in raws]
-    stored = _stored_raw(conn, mids)
-    for raw, mid, text in zip(raws, mids, texts, strict=True):
-        if mid is not None and mid in stored:
-            # The result is already stored: the same Atlas result is a duplicate even when the probe
-            # metadata known now would enrich its record differently; other content is a conflict.
-            if orjson.loads(stored[mid]) == raw:
-                out.duplicates += 1
-            else:
-                out.bad(f"conflict: measurement_id {mid} is already stored with a different Atlas result")
-            continue
-        if text is None:
-            text = orjson.dumps(raw).decode()  # before parsing: sagan may alter what it parses
-        try:
-            rec = normalize(raw, probes=probes, target_cc=target_cc, mid=mid, check=False)
-        except MalformedResult as exc:
-            out.bad(str(exc))
-            continue
-        records.append(rec)
-        raw_rows.append((rec["measurement_id"], raw["msm_id"], raw["prb_id"], raw["timestamp"],
-                         rec["test_name"], text))
-    if not records:
-        return out
-    # The whole batch is normalised first, then stored: measured ~6% faster than making each record as
-    # the store takes it (sagan's code and the store's stay hot in the caches in turn).
-    prep = prepare_measurements(records)
-    conn.execute("BEGIN IMMEDIATE")  # the records and their raw results in one transaction
-    try:
-        outcome = write_prepared(conn, prep, time.time())
-        if outcome.rejected or outcome.duplicates:
-            accepted = set(outcome.accepted)
-            raw_rows = [r for r in raw_rows if r[0] in accepted]
-        conn.executemany("INSERT OR IGNORE INTO atlas_raw VALUES (?, ?, ?, ?, ?, ?)", raw_rows)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    out.inserted += len(outcome.inserted)
-    out.duplicates += len(outcome.duplicates)
-    out.inserted_ids.extend(outcome.inserted)
-    for _, reason in outcome.rejected:
-        out.bad(reason)
+    bulk.store_results(conn, raws, out, probes=probes, target_cc=target_cc, texts=texts)
     return out
-
-
-def _mid(raw: Any) -> str | None:
-    try:
-        return measurement_id_for(raw["msm_id"], raw["prb_id"], raw["timestamp"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _stored_raw(conn: sqlite3.Connection, mids: list[str | None]) -> dict[str, str]:
-    ids = [m for m in mids if m is not None]
-    found: dict[str, str] = {}
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        q = f"SELECT measurement_id, raw FROM atlas_raw WHERE measurement_id IN ({','.join('?' * len(chunk))})"
-        found.update(conn.execute(q, chunk).fetchall())
-    return found
 
 
 def event_row(item: dict[str, Any], probes: Mapping[int, ProbeInfo] | None = None) -> tuple[Any, ...]:

@@ -1,0 +1,208 @@
+"""Atlas results into the store in bulk, with the store's table, columns and idempotency.
+
+:func:`store_results` writes what :func:`coordinator.store.insert_measurements` would write for the
+same records - the same ``measurements`` rows (``store.MEASUREMENT_COLUMNS``), the same content hash
+(:func:`probe.record.content_hash`), the same outcome for each record (same id and content: a
+duplicate; same id, other content: a conflict, reported; a record the envelope refuses: rejected
+with the envelope's reason) - plus the original result in ``atlas_raw``, in one transaction per
+batch.  It is cheaper for Atlas results because it knows what it writes:
+
+- a result whose id is already in ``atlas_raw`` is decided before it is parsed (one query a batch:
+  the stored text equal to the line read is a duplicate without decoding anything);
+- ``test_keys`` is serialised once (sorted keys): that text is stored and also spliced into the
+  canonical JSON the content hash is taken of (the other envelope keys sort before ``test_keys``,
+  except ``test_name`` and ``test_version``), instead of serialising the record twice;
+
+The tests compare every row with ``store.row_from_record`` for every shared sample.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from coordinator.atlas.normalize import ProbeInfo, TargetCountry, measurement_id_for, normalize
+from coordinator.atlas.parse import MalformedResult
+from coordinator.store import FUTURE_TOLERANCE_S, MEASUREMENT_COLUMNS, PAST_TOLERANCE_S
+from probe.record import RecordError, content_hash, validate_epoch
+
+if TYPE_CHECKING:  # storage imports this module
+    from coordinator.atlas.storage import Counts
+
+_SORT = orjson.OPT_SORT_KEYS
+_INSERT = (f"INSERT INTO measurements ({', '.join(MEASUREMENT_COLUMNS)}) "
+           f"VALUES ({', '.join('?' * len(MEASUREMENT_COLUMNS))}) ON CONFLICT(measurement_id) DO NOTHING")
+_INSERT_RAW = "INSERT OR IGNORE INTO atlas_raw VALUES (?, ?, ?, ?, ?, ?)"
+CHUNK = 500  # ids per IN (...) query
+
+
+def plain_floats(values: Iterable[Any]) -> bool:
+    """True when every float among ``values`` (nested in dicts and lists) is one that orjson and the
+    standard library write alike: 0, or 1e-4 <= |v| < 1e16 (the rule of ``store._plain_floats``);
+    False for NaN, infinities and any type other than JSON's (those take the standard library)."""
+    for v in values:   # type(v), tests in order of frequency: ~30% cheaper than the store's loop
+        c = type(v)
+        if c is str or v is None or c is int or c is bool:
+            continue
+        if c is float:
+            if 1e-4 <= v < 1e16 or -1e16 < v <= -1e-4 or v == 0.0:
+                continue
+            return False
+        if c is dict:
+            if plain_floats(v.values()):
+                continue
+            return False
+        if c is list:
+            if plain_floats(v):
+                continue
+            return False
+        return False
+    return True
+
+
+def hash_and_texts(record: dict[str, Any]) -> tuple[str, str, str | None]:
+    """(content hash, ``test_keys`` text, ``annotations`` text) of a valid record.
+
+    The hash equals :func:`probe.record.content_hash`; ``TypeError`` when orjson cannot write the
+    record (an integer beyond 64 bits, a key that is not a string).
+    """
+    keys = orjson.dumps(record["test_keys"], option=_SORT)
+    annotations = record.get("annotations")
+    ann_text = None if annotations is None else orjson.dumps(annotations).decode()
+    if plain_floats(record.values()):
+        env = record.copy()
+        del env["test_keys"], env["test_name"], env["test_version"]   # every other key sorts before test_keys
+        canonical = b"".join((orjson.dumps(env, option=_SORT)[:-1], b',"test_keys":', keys,
+                              b',"test_name":', orjson.dumps(record["test_name"]),
+                              b',"test_version":', orjson.dumps(record["test_version"]), b"}"))
+        digest = hashlib.sha256(canonical).hexdigest()
+    else:
+        digest = content_hash(record)
+    return digest, keys.decode(), ann_text
+
+
+def _flags(start_ts: float, received_ts: float) -> str | None:
+    if start_ts > received_ts + FUTURE_TOLERANCE_S:
+        return "future_timestamp"
+    if start_ts < received_ts - PAST_TOLERANCE_S:
+        return "past_timestamp"
+    return None
+
+
+def row(record: dict[str, Any], received_ts: float) -> tuple[Any, ...]:
+    """The ``measurements`` row of a record (as ``store.row_from_record``, ``test_keys`` text with
+    sorted keys); :class:`probe.record.RecordError` when the envelope refuses it."""
+    start_ts = validate_epoch(record)
+    digest, keys, ann = hash_and_texts(record)
+    get = record.get
+    return (record["measurement_id"], digest, record["schema_version"], record["test_name"],
+            record["test_version"], record["target"], get("probe_id"), get("campaign_id"), get("task_id"),
+            record["source"], get("probe_cc"), get("probe_asn"), get("probe_access"), record["start_time"],
+            start_ts, record["runtime_s"], 1 if record["success"] else 0, record["failure"], keys, ann,
+            received_ts, _flags(start_ts, received_ts))
+
+
+def _mid(raw: Any) -> str | None:
+    try:
+        return measurement_id_for(raw["msm_id"], raw["prb_id"], raw["timestamp"])
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+
+
+def _lookup(conn: sqlite3.Connection, sql: str, ids: Sequence[str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for i in range(0, len(ids), CHUNK):
+        chunk = ids[i:i + CHUNK]
+        found.update(conn.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall())
+    return found
+
+
+def store_results(conn: sqlite3.Connection, raws: Iterable[Any], counts: Counts, *,
+                  probes: Mapping[int, ProbeInfo] | None = None, target_cc: TargetCountry | None = None,
+                  texts: Sequence[str | None] | None = None) -> None:
+    """Normalise and store one batch of results into ``counts`` (see the module's docstring)."""
+    raws = list(raws)
+    if texts is None:
+        texts = [None] * len(raws)
+    mids = [_mid(r) for r in raws]
+    stored_raw = _lookup(conn, "SELECT measurement_id, raw FROM atlas_raw WHERE measurement_id IN ({})",
+                         [m for m in mids if m is not None])
+    received = time.time()
+    rows: list[tuple[Any, ...]] = []     # (row, raw row) of each record that may be stored
+    for raw, mid, text in zip(raws, mids, texts, strict=True):
+        if mid is not None and mid in stored_raw:
+            # The result is already stored: the same Atlas result is a duplicate even when the probe
+            # metadata known now would enrich its record differently; other content is a conflict.
+            old = stored_raw[mid]
+            if (text is not None and old == text) or orjson.loads(old) == raw:
+                counts.duplicates += 1
+            else:
+                counts.bad(f"conflict: measurement_id {mid} is already stored with a different Atlas result")
+            continue
+        if text is None:
+            text = orjson.dumps(raw).decode()  # before parsing: sagan may alter what it parses
+        try:
+            rec = normalize(raw, probes=probes, target_cc=target_cc, mid=mid, check=False)
+        except MalformedResult as exc:
+            counts.bad(str(exc))
+            continue
+        try:
+            r = row(rec, received)
+        except RecordError as exc:   # the envelope's reason, as the store gives it
+            counts.bad(str(exc))
+            continue
+        except TypeError as exc:     # orjson cannot write it (the store could not either)
+            counts.bad(f"{rec['test_name']}: {exc}"[:200])
+            continue
+        rows.append((r, (r[0], raw["msm_id"], raw["prb_id"], raw["timestamp"], r[3], text)))
+    if rows:
+        _write(conn, rows, counts)
+
+
+def _write(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], counts: Counts) -> None:
+    """Decide each row against the stored ``measurements`` and the batch itself, inside the write
+    transaction (another process may be writing too), and store the new ones."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        stored = _lookup(conn, "SELECT measurement_id, content_hash FROM measurements WHERE measurement_id IN ({})",
+                         [r[0][0] for r in rows])
+        seen: dict[str, tuple[str, str | None]] = {}    # id -> (hash, conflict of the first copy)
+        fresh, raw_rows, inserted = [], [], []
+        for r, raw_row in rows:
+            mid, digest = r[0], r[1]
+            if mid in seen:
+                # a second copy in the batch shares its first copy's fate (as in store.write_prepared)
+                first, conflict = seen[mid]
+                if first != digest:
+                    counts.bad(f"conflict: measurement_id {mid} appears twice in the batch with different content")
+                elif conflict:
+                    counts.bad(conflict)
+                else:
+                    counts.duplicates += 1
+                continue
+            known = stored.get(mid)
+            if known is not None and known != digest:
+                conflict = f"conflict: measurement_id {mid} is already stored with different content"
+                seen[mid] = (digest, conflict)
+                counts.bad(conflict)
+                continue
+            seen[mid] = (digest, None)
+            raw_rows.append(raw_row)
+            if known is None:
+                fresh.append(r)
+                inserted.append(mid)
+            else:
+                counts.duplicates += 1
+        conn.executemany(_INSERT, fresh)
+        conn.executemany(_INSERT_RAW, raw_rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    counts.inserted += len(inserted)
+    counts.inserted_ids.extend(inserted)
