@@ -8,6 +8,7 @@ Order: topology -> target services -> coordinator (``serve`` in its namespace) -
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import signal
 import time
@@ -51,6 +52,8 @@ class Run:
         self.steps_log: list[dict[str, Any]] = []
         self.atlas_state: dict[int, bool] = {}
         self._seq: dict[str, int] = {}
+        self.probe_ids: list[str] = []
+        self.warmup_s = 0.0
 
     # --- processes --------------------------------------------------------------------------
     def start(self, name: str) -> None:
@@ -72,7 +75,7 @@ class Run:
         while time.monotonic() < deadline:
             if check.tcp(ns, address, lab.topo.coordinator_port, 0.5) == "ok":
                 return
-            time.sleep(0.2)
+            time.sleep(0.05)
         assert self.procs is not None
         raise netns.LabError(f"{name} did not come up:\n" + self.procs.log_tail(name))
 
@@ -114,7 +117,7 @@ class Run:
         if problems:
             raise netns.LabError("route guard failed: " + "; ".join(problems))
         self.procs = Procs(lab.prefix, lab.workdir)
-        services.start_services(lab, self.procs)
+        services.launch_services(lab, self.procs)      # waited for below, while the coordinator starts
         self.update_atlas()
         extra = {}
         why_not = atlas.available() if self.with_atlas else "switched off (--no-atlas)"
@@ -139,14 +142,18 @@ class Run:
                                         ["coordinator", "serve", "--data", str(deploy.replica_data_dir(lab))])
             self.start("replica")
             fallbacks.append(deploy.replica_url(lab))
+        services.wait_services(lab, self.procs)
         self._wait_coordinator()
         self.atlas_state = {}
         self.update_atlas()
-        self.say(f"campaign {deploy.add_campaign(lab, self.sc)} (every {self.sc.interval_s:g} s)")
-        if self.with_replica:
-            self._wait_coordinator("replica")
-            self.say(f"in-country replica on {deploy.replica_url(lab)} ({lab.topo.replica_host}'s host)")
-        ids = deploy.register_probes(lab, fallbacks)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:   # the campaign is added while probes register
+            campaign = pool.submit(deploy.add_campaign, lab, self.sc)
+            if self.with_replica:
+                self._wait_coordinator("replica")
+                self.say(f"in-country replica on {deploy.replica_url(lab)} ({lab.topo.replica_host}'s host)")
+            ids = deploy.register_probes(lab, fallbacks)
+            self.say(f"campaign {campaign.result()} (every {self.sc.interval_s:g} s)")
+        self.probe_ids = sorted(ids.values())
         for p in lab.topo.probes:
             self.commands[f"probe-{p.name}"] = (lab.ns(p.node), ["probe", "run", "--state",
                                                                  str(deploy.probe_state(lab, p.name))])
@@ -166,10 +173,25 @@ class Run:
                 return
             time.sleep(min(1.0, until - now))
 
+    def warmup(self) -> None:
+        """Normal operation until every coordinator's verdict engine has its first baseline
+        (:func:`lab.check.baseline_missing`), at most ``warmup_s``."""
+        begin = time.time()
+        deadline = begin + self.sc.warmup_s
+
+        def missing() -> list[str]:
+            return [f"{source}: {m}" for source, data in self.data_dirs().items()
+                    for m in check.baseline_missing(data, self.probe_ids)]
+        left = missing()
+        while left and time.time() < deadline:
+            self._idle(min(deadline, time.time() + 0.25))
+            left = missing()
+        self.warmup_s = time.time() - begin
+        self.say(f"warm-up {self.warmup_s:.1f} s" + (f" (baseline still incomplete: {'; '.join(left[:3])})" if left else ""))
+
     def play(self) -> None:
         ctx = self._ctx()
-        self.say(f"warm-up {self.sc.warmup_s:g} s (baseline)")
-        self._idle(time.time() + self.sc.warmup_s)
+        self.warmup()
         self.t0 = time.time()
         timeline = self.sc.timeline()
         for i, (at, what, step) in enumerate(timeline):
@@ -191,7 +213,8 @@ class Run:
     def result(self) -> dict[str, Any]:
         return {
             "scenario": self.sc.name, "interval_s": self.sc.interval_s, "t0": self.t0,
-            "duration_s": self.sc.duration_s, "negative": self.sc.negative, "steps": self.steps_log,
+            "duration_s": self.sc.duration_s, "warmup_s": round(self.warmup_s, 2), "negative": self.sc.negative,
+            "steps": self.steps_log,
             "expects": [vars(e) for e in self.sc.expects], "errors": self.errors,
             "events": events.read_events(deploy.data_dir(self.lab)), "finished_ts": time.time(),
             "replica": self.with_replica,

@@ -54,10 +54,10 @@ def test_kazakhstan_blackout_is_confirmed_with_atlas_and_detected_without_it():
     assert confirmed, with_atlas["events"]
     assert any("atlas_disconnect" in e["signals"] for e in confirmed), [e["signals"] for e in confirmed]
 
-    # without Atlas, the timeline up to the end of the first national blackout (+54 s: mobile
+    # without Atlas, the timeline up to the end of the first national blackout (+51 s: mobile
     # throttling, then the blackout from 24 to 45 s and its resolution) - the part this check is about
     sc = scenario.load("kazakhstan-2022", Lab(kazakhstan(), "tls"))
-    cut_at = 54.0
+    cut_at = 51.0
     sc = dataclasses.replace(sc, duration_s=cut_at, steps=[st for st in sc.steps if st.at < cut_at],
                              expects=[e for e in sc.expects if e.fault < cut_at])
     assert [e.kind for e in sc.expects] == ["throttling", "blackout"]
