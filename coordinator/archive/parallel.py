@@ -1,6 +1,6 @@
 """The JSONL export split across processes (``[archive] export_workers``).
 
-One process fetches and formats a row holding the GIL for ~5 µs (about twice that before the shapes of
+One process fetches and formats a row holding the GIL for most of ~9 µs (about 14 before the shapes of
 :mod:`jsonl`), so a second process still helps when a second core is free.
 With ``export_workers`` = N > 1 and at least :data:`PARALLEL_MIN_ROWS` rows in the range, the range
 is cut into N sub-ranges of about equal row counts, by ``start_ts`` (a cut falls between two
