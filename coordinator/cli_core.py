@@ -21,6 +21,8 @@ def register(sub: Any) -> None:
     p.add_argument("--data", required=True, type=Path, help="data directory (SQLite file, admin token)")
     p.add_argument("--listen", help="HOST:PORT (default from config: 127.0.0.1:8470; port 0 = any free port)")
     p.add_argument("--config", type=Path, help="TOML config file (default DATA/coordinator.toml if present)")
+    p.add_argument("--upstream", metavar="URL",
+                   help="run as an in-country replica of the coordinator at URL (sets [replica] upstream; docs/replica.md)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("invite", help="make a one-use probe invite and print its token")
@@ -100,6 +102,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     listen = args.listen or config.listen
+    if args.upstream:
+        config.section("replica").upstream = args.upstream
     args.data.mkdir(parents=True, exist_ok=True)
 
     async def main() -> None:
