@@ -1,19 +1,20 @@
 """The JSONL export path: few columns from SQLite, cached envelope segments, a gzip thread per file.
 
 A line is the stored record exactly as :func:`coordinator.store.record_from_row` rebuilds it (same
-keys, same order, same values).  Per row SQLite hands over six values: ``measurement_id``,
-``start_time``, ``runtime_s``, the stored ``test_keys``/``annotations`` JSON as bytes (spliced in
-as they are, never parsed) and ``json_array(...)`` of the other envelope columns, the row's *shape*.
-Shapes repeat (one per probe, test, target, campaign and outcome), so each distinct shape is
-turned into its two pre-rendered pieces of the line once (:class:`Formatter`); a line is then three
-``orjson.dumps`` of scalars and one concatenation.  Every Python object made per row costs about as
-much as the SQL that would avoid it, so the row is kept to these six columns: the probe ids and
-Atlas measurement ids of the manifest come from the shapes, ``first``/``last`` from two index
-look-ups after the pass.
+keys, same order, same values).  Per row SQLite hands over five values: ``measurement_id``,
+``start_time``, ``runtime_s``, the stored ``test_keys`` JSON as bytes (spliced in as it is) and
+``json_array(...)`` of the other envelope columns, ``annotations`` and the Atlas ``msm_id``: the
+row's *shape*.  Shapes repeat (one per probe, test, target, campaign, outcome and annotations), so
+each distinct shape is turned into its pre-rendered pieces of the line once (:class:`Formatter`); a
+line is then three ``orjson.dumps`` of scalars and one ``bytes.join``.  Every Python object made per
+row costs about as much as the SQL that would avoid it, so the row is kept to these five values:
+the probe ids and Atlas measurement ids of the manifest come from the shapes, ``first``/``last``
+from two index look-ups after the pass.
 
-Only a ``test_keys`` that holds a private key (:data:`formats.PRIVATE_KEYS`, at any depth) is parsed;
-two substring tests that every private key name passes (:data:`NEEDLES`) keep the regex off most
-rows.  The key is removed and the line counted in ``scrubbed``.
+A private key in ``test_keys`` (:data:`formats.PRIVATE_KEYS`, at any depth) is removed and the line
+counted in ``scrubbed``: cut out of the text when it is a top-level member (:func:`drop_top_level`),
+else by parsing.  Two substring tests that every private key name passes (:data:`NEEDLES`) keep the
+regex off most rows.
 
 Measured alternatives (kept out): building the whole line in SQL (``json_quote``/``json_object``/
 ``printf`` and ``||``) costs more CPU per row than fetching the columns and concatenating in Python
