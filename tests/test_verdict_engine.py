@@ -201,3 +201,73 @@ def test_live_window_reads_what_load_dataset_reads(conn: sqlite3.Connection) -> 
         steps += 1
     assert steps >= 15 and backs >= 1
     assert conn.execute("SELECT COUNT(*) FROM measurements WHERE flags LIKE '%future%'").fetchone()[0] > 0
+
+
+def test_late_pieces_of_a_blackout_the_coordinator_missed_raise_no_narrow_event(conn: sqlite3.Connection) -> None:
+    """A coordinator cut off itself during a national blackout (an in-country replica whose
+    datacenter went dark: no poll, no result from anyone) gets the blackout's results afterwards
+    and in pieces.  The first piece (one probe of each of two ASNs) must not raise
+    narrow ASN events that the rest then turns into one national event (a retraction is a false
+    event): while the probes it has not heard from could be down too, it waits for them."""
+    c = Campaign(t0=T0, duration_s=DURATION, faults=[Fault(FAULT, REPAIR, "fail", inside),
+                                                     Fault(FAULT, REPAIR, "fail", kz_out)],
+                 coordinator_gaps=[(FAULT, REPAIR)])
+    records, beats = c.records(), c.heartbeats()
+    first_piece = {"fix-1", "mob2-1"}
+    live = LiveDetector(S)
+
+    def step(recs: list[dict[str, Any]], bts: list[tuple[str, float]], at: float | None = None) -> None:
+        deliver(conn, recs, bts, at)
+        plan = live.plan(conn)
+        if plan is not None:
+            live.save(conn, plan, live.compute(conn, plan))
+
+    for until in range(10, int(FAULT) + 1, 5):                  # live until the coordinator is cut off
+        step([r for r in records if until - 5 <= _rel(r) < until], [b for b in beats if until - 5 <= b[1] - T0 < until])
+    late = [r for r in records if FAULT <= _rel(r) < REPAIR + 2]
+    step([r for r in late if r["probe_id"] in first_piece], [], T0 + REPAIR + 2)
+    assert list_events(conn, {}) == []                        # the rest of the country is unknown: no verdict yet
+    step([r for r in late if r["probe_id"] not in first_piece], [b for b in beats if REPAIR <= b[1] - T0 < REPAIR + 2])
+    for until in range(int(REPAIR) + 5, int(DURATION) + 1, 5):
+        step([r for r in records if until - 5 <= _rel(r) - 2 < until], [b for b in beats if until - 5 <= b[1] - T0 - 2 < until])
+    events = list_events(conn, {})
+    assert [(e["kind"], e["scope"], e["state"]) for e in events] == [("blackout", "KZ", "resolved")], events
+    assert not events[0]["details"].get("retracted")
+    scopes = {r[0] for r in conn.execute("SELECT json_extract(payload, '$.scope') FROM event_transitions")}
+    assert scopes == {"KZ"}
+
+
+def test_late_piece_of_one_asn_outage_is_still_found(conn: sqlite3.Connection) -> None:
+    """The same late, partial delivery, but only one ASN was down: once the other probes' results
+    show them up, the ASN event is raised (waiting hides no true narrow event)."""
+    c = Campaign(t0=T0, duration_s=DURATION, faults=[Fault(FAULT, REPAIR, "fail", lambda p, t, x: p.asn == 64602)],
+                 coordinator_gaps=[(FAULT, REPAIR)])
+    records, beats = c.records(), c.heartbeats()
+    load(conn, [r for r in records if _rel(r) < FAULT], [b for b in beats if b[1] - T0 < FAULT])
+    deliver(conn, [r for r in records if _rel(r) >= FAULT and r["probe_asn"] == 64602], [], T0 + DURATION)
+    live = LiveDetector(S)
+    plan = live.plan(conn)
+    assert plan is not None
+    live.save(conn, plan, live.compute(conn, plan))
+    load(conn, [r for r in records if _rel(r) >= FAULT and r["probe_asn"] != 64602],
+         [b for b in beats if b[1] - T0 >= FAULT])
+    plan = live.plan(conn)
+    assert plan is not None
+    live.save(conn, plan, live.compute(conn, plan))
+    events = list_events(conn, {})
+    assert [(e["kind"], e["scope"]) for e in events] == [("blackout", "AS64602")], events
+    assert not events[0]["details"].get("retracted")
+
+
+def deliver(conn: sqlite3.Connection, records: list[dict[str, Any]], beats: list[tuple[str, float]],
+            received: float | None = None) -> None:
+    """:func:`load`, received at ``received`` (a piece that comes with no poll)."""
+    from coordinator.store import insert_measurements
+
+    if received is None:
+        load(conn, records, beats)
+        return
+    assert not insert_measurements(conn, records, received_ts=received).rejected
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO probe_heartbeats (probe_id, ts) VALUES (?, ?)", beats)
+    conn.execute("COMMIT")

@@ -29,6 +29,7 @@ from coordinator.verdict.settings import Settings
 from coordinator.verdict.signals_inside import Liveness, atlas_for
 
 CLASS_WEIGHT = {"inside": 0.6, "outside": 0.5, "heartbeat": 0.4, "atlas_disconnect": 0.5, "atlas_reachability": 0.5}
+RANK = {"country": 3, "access": 2, "asn": 1, "target": 0}
 FAMILY = {"blackout": "outage", "domestic_only": "outage", "throttling": "throttling",
           "dns_tampering": "dns_tampering", "http_blocking": "http_blocking"}
 
@@ -116,7 +117,8 @@ def outage_findings(m: Moment, cc: str, s: Settings, observed: set[Key]) -> list
     outside_down = n >= s.min_observations and rate is not None and rate <= s.dark_max_success
     outside_up = n >= s.min_observations and rate is not None and rate >= 0.5
     out = []
-    for hit in down_scopes(cc, probes, down, s, single_ok):
+    pending = {p for p in probes if m.states[p].status in ("alive", "unknown") and m.live.pending(p, m.h, 2 * W)}
+    for hit in _decided(cc, probes, down, s, single_ok, pending):
         sts = {p: m.states[p] for p in hit.probes}
         measured = {p: st for p, st in sts.items() if st.measured}
         if hit.scope_type == "country" and not measured and outside_up and not atlas_for(m.atlas, cc, None):
@@ -154,6 +156,28 @@ def outage_findings(m: Moment, cc: str, s: Settings, observed: set[Key]) -> list
         out.append(Finding("outage", kind, hit.scope_type, hit.scope, cc, frozenset(classes), confirmed,
                            tuple(evidence), min(onsets, default=m.h), hit.asn, hit.access, None, details))
     return out
+
+
+def _decided(cc: str, probes: Mapping[str, ProbeInfo], down: Mapping[str, bool | None], s: Settings,
+             single_ok: set[int], unknown: set[str]) -> list[ScopeHit]:
+    """The down scopes, less the narrow ones that a wider scope would cover if the ``pending``
+    probes were down too: probes with no measured state at this tick whose results for it are not
+    in yet although later data are (:meth:`Liveness.pending`; e.g. a coordinator that was cut off
+    itself gets a blackout's results late and in pieces).  Those narrow scopes wait for the rest
+    of the data - one ASN's late piece of a national blackout is not an ASN outage - and are
+    decided once the other probes' results show them up (or down).  Never at the data's horizon:
+    live verdicts are not delayed."""
+    hits = down_scopes(cc, probes, down, s, single_ok)
+    if not unknown or all(h.scope_type == "country" for h in hits):
+        return hits
+    could = down_scopes(cc, probes, {p: True if p in unknown else d for p, d in down.items()}, s, single_ok)
+    return [h for h in hits if not any(_hit_covers(w, h) for w in could)]
+
+
+def _hit_covers(wide: ScopeHit, narrow: ScopeHit) -> bool:
+    if RANK[wide.scope_type] <= RANK[narrow.scope_type]:
+        return False
+    return wide.scope_type == "country" or narrow.access == wide.access or narrow.asn in wide.asns
 
 
 def _judged(m: Moment, obs: Sequence[Obs]) -> list[tuple[Obs, bool]]:

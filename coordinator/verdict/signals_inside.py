@@ -31,6 +31,9 @@ class Liveness:
         self.seen: dict[str, list[float]] = {}
         for p in set(self.beats) | set(activity):
             self.seen[p] = sorted([*self.beats.get(p, []), *activity.get(p, [])])
+        # measurement times alone: results that arrived (a poll says nothing about what was measured)
+        self.results = {p: sorted(ts) for p, ts in activity.items()}
+        self.last_result = max((ts[-1] for ts in self.results.values() if ts), default=float("-inf"))
         allbeats = sorted(t for ts in polls.values() for t in ts)
         self.all = allbeats
         med = sorted(spacing.values())[len(spacing) // 2] if spacing else interval
@@ -65,6 +68,15 @@ class Liveness:
         if i and beats[i - 1] > h - gap:
             return "alive"
         return "silent" if self.coordinator_listening(h - gap, h) else "unknown"
+
+    def pending(self, probe: str, h: float, margin: float) -> bool:
+        """No result of the probe after ``h`` is in, and its results stop more than ``margin``
+        before the latest anyone's results reach: its results for that time may still be on their
+        way (buffered by a probe that was cut off, or not yet pulled by a coordinator that was cut
+        off itself).  A probe that uploads as usual is never pending, not even at the horizon."""
+        ts = self.results.get(probe, [])
+        last = ts[-1] if ts else float("-inf")
+        return last <= h and self.last_result - last > margin
 
     def seen_between(self, probe: str, a: float, b: float) -> bool:
         ts = self.seen.get(probe, [])
