@@ -23,14 +23,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--live", action="store_true", help="print the verdict timeline as it unfolds")
     r.add_argument("--keep", action="store_true", help="leave the lab up after the run")
     r.add_argument("--no-atlas", action="store_true", help="run without the RIPE Atlas stand-in (Tocsin's own signals only)")
-    r.add_argument("--replica", action="store_true", help="also run the in-country coordinator replica (docs/replica.md)")
+    r.add_argument("--replica", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the in-country coordinator replica (docs/replica.md; default on, --no-replica leaves it out)")
     r.add_argument("--results", type=Path, default=RESULTS_DIR, help=f"results directory (default {RESULTS_DIR})")
     s = sub.add_parser("scorecard", help="run scenarios (default: all) and print expected vs found events")
     s.add_argument("scenarios", nargs="*", help="scenario names (default: every scenario)")
     s.add_argument("--no-run", action="store_true", help="only score results already in --results")
     s.add_argument("--results", type=Path, default=RESULTS_DIR, help=f"results directory (default {RESULTS_DIR})")
     s.add_argument("--json", action="store_true", help="print the scorecard as JSON")
-    s.add_argument("--replica", action="store_true", help="also run the in-country coordinator replica (docs/replica.md)")
+    s.add_argument("--replica", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the in-country coordinator replica (docs/replica.md; default on, --no-replica leaves it out)")
     return parser
 
 

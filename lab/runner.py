@@ -1,7 +1,7 @@
 """``python -m lab run SCENARIO``: bring the country up, run Tocsin in it, play the timeline.
 
 Order: topology -> target services -> coordinator (``serve`` in its namespace) -> Atlas stand-in
-(when installed) -> in-country replica (``serve`` in replica mode, with ``with_replica``)
+(when installed) -> in-country replica (``serve`` in replica mode; on unless ``with_replica=False``)
 -> campaign -> invites and registrations -> probes (``probe run`` in access namespaces) -> warm-up
 (the baseline) -> timeline -> tail (time to resolve) -> results JSON -> teardown.  SIGINT/SIGTERM and errors still tear down; after a crash ``python -m lab down`` does.
 """
@@ -38,7 +38,7 @@ class Run:
     def __init__(self, sc: Scenario, *, prefix: str = "tl", topo: Topology | None = None,
                  workdir: Path | None = None, live: bool = False, keep: bool = False,
                  results_dir: Path = RESULTS_DIR, say: Callable[[str], None] = print,
-                 with_atlas: bool = True, with_replica: bool = False) -> None:
+                 with_atlas: bool = True, with_replica: bool = True) -> None:
         self.sc = sc
         self.with_atlas = with_atlas
         self.lab = Lab(topo or kazakhstan(), prefix, workdir)

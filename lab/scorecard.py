@@ -215,7 +215,7 @@ def _failed_card(name: str, errors: list[str]) -> dict[str, Any]:
 
 
 def run_scorecard(names: list[str], *, prefix: str, results_dir: Path, run: bool, as_json: bool,
-                  with_replica: bool = False) -> int:
+                  with_replica: bool = True) -> int:
     from lab.build import Lab
     from lab.runner import Run
     from lab.scenario import load

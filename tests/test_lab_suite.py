@@ -32,6 +32,9 @@ def test_scenario(name):
     assert missed == [], text
     assert card["false"] == [], text
     assert result["events"] or sc.negative
+    assert result["replica"], "the suite runs with the in-country replica (the lab's default)"
+    if name == "iran-2019":
+        check_replica_border_cut(result)
 
 
 def _blackouts(result: dict) -> list[dict]:
@@ -68,17 +71,10 @@ def test_kazakhstan_blackout_is_confirmed_with_atlas_and_detected_without_it():
     assert not any(s.startswith("atlas") for e in without["events"] for s in e["signals"])
 
 
-def test_the_in_country_replica_knows_a_border_cut_while_it_lasts():
+def check_replica_border_cut(result: dict) -> None:
     """docs/replica.md: during a border cut the coordinator abroad sees a blackout until the
     buffered results arrive after the border opens; the replica inside, which the probes fall back
     to, calls it domestic_only while the cut lasts.  Nothing false is raised at either."""
-    need_root()
-    sc = scenario.load("iran-2019", Lab(kazakhstan(), "tls"))
-    result = Run(sc, prefix="tls", results_dir=RESULTS / "replica", say=lambda _m: None, with_replica=True).execute()
-    check_replica_border_cut(result)
-
-
-def check_replica_border_cut(result: dict) -> None:
     card = score(result)
     text = render([card])
     assert card["errors"] == [] and card["recall"] == (1, 1) and card["false"] == [], text
