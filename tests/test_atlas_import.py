@@ -191,3 +191,89 @@ def test_bulk_duplicate_and_conflict_with_a_row_stored_by_another_path(tmp_path:
     again = import_paths(conn, [f])
     assert again.duplicates == 2 and again.malformed == 1
     conn.close()
+
+
+def test_built_records_take_the_cheap_envelope_check_with_the_store_rows() -> None:
+    """The cheap check of a ping/traceroute record the normaliser built gives the epoch the envelope
+    gives, and the row with it (and the float check on the rtts alone) is the store's row."""
+    from coordinator.atlas import bulk
+    from coordinator.store import row_from_record
+    from probe.record import validate_epoch
+
+    checked = 0
+    for rec in _records():
+        ts = int(rec["measurement_id"].rsplit("-", 1)[1])
+        epoch = bulk.built_epoch(rec, ts)
+        if rec["test_name"] not in ("ping", "traceroute"):
+            assert epoch is None
+            continue
+        assert epoch == validate_epoch(rec)
+        assert rec["test_name"] != "ping" or bulk.plain_ping(rec["test_keys"])
+        mine, theirs = bulk.row(rec, 1e9, epoch, rec["test_name"] == "ping"), row_from_record(rec, 1e9)
+        assert mine[:18] == theirs[:18] and mine[19:] == theirs[19:]
+        assert json.loads(mine[18]) == json.loads(theirs[18])
+        checked += 1
+    assert checked >= 4
+    rec = next(r for r in _records() if r["test_name"] == "ping")
+    for odd in (-1, 253402300800, 1.5e9, True, "1641000000"):       # not a plain in-range integer
+        assert bulk.built_epoch(rec, odd) is None
+    for key, value in (("probe_cc", "1A"), ("probe_cc", "kz"), ("probe_asn", 2**32), ("probe_asn", "9198"),
+                       ("target", "x" * 2049), ("measurement_id", "atlas-" + "9" * 80)):
+        assert bulk.built_epoch({**rec, key: value}, 1641000000) is None, (key, value)
+
+
+def test_impossible_results_are_still_rejected_with_their_reason(tmp_path: Path) -> None:
+    """Through the import's cheap path: an impossible timestamp, a missing or null probe id, and a
+    probe country the envelope refuses are each rejected with a reason; nothing of them is stored."""
+    from coordinator.atlas.importer import import_paths
+    from coordinator.db import open_writer
+
+    base = json.loads(lines("ping")[0])
+    bad: list[tuple[dict[str, Any], str]] = [({"timestamp": 10**13}, "ping: ValueError: year 318857 is out of range"),
+           ({"timestamp": 253402300800}, "ping: ValueError: year 10000 is out of range"),
+           ({"timestamp": -10**12}, "ping: ValueError: year -29719 is out of range"),
+           ({"prb_id": None}, "ping: msm_id and prb_id must be integers"),
+           ({"prb_id": 4242, "timestamp": 1641000001}, "probe_cc must be two upper-case letters (ISO 3166 alpha-2)")]
+    items = [json.dumps({**base, **change}) for change, _ in bad]
+    items.append(json.dumps({k: v for k, v in base.items() if k != "prb_id"}))
+    f = tmp_path / "bad.jsonl"
+    f.write_text(json.dumps({"id": 4242, "country_code": "1a", "asn_v4": 1}) + "\n" + "\n".join(items) + "\n")
+    conn = open_writer(tmp_path / "data")
+    counts = import_paths(conn, [f])
+    assert counts.inserted == 0 and counts.malformed == len(items)
+    assert dict(counts.reasons) == {**{reason: 1 for _, reason in bad}, "not an Atlas result: missing prb_id": 1}
+    assert conn.execute("SELECT count(*) FROM measurements").fetchone()[0] == 0
+    conn.close()
+
+
+@pytest.mark.parametrize("rtt", ["NaN", "-inf", "1e999", " Infinity", "1e-7", "0.00005", "1e20", 1e-7, 5e-5, 3e17, 1e308])
+def test_imported_hash_is_the_content_hash_whatever_floats_sagan_makes(tmp_path: Path, rtt: Any) -> None:
+    """sagan's float() reads strings ("NaN", "1e999") and its medians are sums: the import's hash (the
+    rtts' sum check, then one regex over orjson's bytes) is still probe.record.content_hash."""
+    import orjson
+
+    from coordinator.atlas.importer import import_paths
+    from coordinator.atlas.normalize import normalize
+    from coordinator.db import open_writer
+    from probe.record import content_hash
+
+    pings = [json.loads(x) for x in lines("ping")]
+    base = next(p for p in pings if p.get("result") and "rtt" in p["result"][0])
+    texts = []
+    for i, avg in enumerate((rtt, 1.5)):
+        raw = {**base, "timestamp": base["timestamp"] + i, "avg": avg,
+               "result": [{"rtt": rtt}, {"rtt": rtt}, *base["result"][1:]]}
+        texts.append(json.dumps(raw, allow_nan=False))
+    trace = json.loads(lines("traceroute")[0])
+    hop = {"hop": 1, "result": [{"from": "192.0.2.1", "rtt": rtt, "size": 28, "ttl": 255}] * 2}
+    texts.append(json.dumps({**trace, "result": [hop, *trace["result"]]}, allow_nan=False))
+    f = tmp_path / "floats.jsonl"
+    f.write_text("\n".join(texts) + "\n")
+    conn = open_writer(tmp_path / "data")
+    assert import_paths(conn, [f]).inserted == len(texts)
+    for text in texts:
+        rec = normalize(orjson.loads(text))
+        stored = conn.execute("SELECT content_hash FROM measurements WHERE measurement_id = ?",
+                              (rec["measurement_id"],)).fetchone()
+        assert stored[0] == content_hash(rec), (rtt, rec["measurement_id"])
+    conn.close()

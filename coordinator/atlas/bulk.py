@@ -12,6 +12,13 @@ batch.  It is cheaper for Atlas results because it knows what it writes:
 - ``test_keys`` is serialised once (sorted keys): that text is stored and also spliced into the
   canonical JSON the content hash is taken of (the other envelope keys sort before ``test_keys``,
   except ``test_name`` and ``test_version``), instead of serialising the record twice;
+- for a ping, the float check the hash needs reads only the values where a float can be (sagan's
+  rtts, and the two values it passes through unconverted), with C-level calls, instead of a walk
+  over every nested value (:func:`plain_ping`);
+- the envelope of a ping or traceroute record the normaliser built is checked only where the input
+  can reach it (timestamp range, id and target lengths, the probe's stored country/ASN): every other
+  field is valid by construction; anything else gets the full ``probe.record.validate_epoch``, and
+  whatever the cheap check does not vouch for does too, so a refusal keeps the envelope's reason;
 
 The tests compare every row with ``store.row_from_record`` for every shared sample.
 """
@@ -19,9 +26,12 @@ The tests compare every row with ``store.row_from_record`` for every shared samp
 from __future__ import annotations
 
 import hashlib
+import math
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -39,6 +49,12 @@ _INSERT = (f"INSERT INTO measurements ({', '.join(MEASUREMENT_COLUMNS)}) "
            f"VALUES ({', '.join('?' * len(MEASUREMENT_COLUMNS))}) ON CONFLICT(measurement_id) DO NOTHING")
 _INSERT_RAW = "INSERT OR IGNORE INTO atlas_raw VALUES (?, ?, ?, ?, ?, ?)"
 CHUNK = 500  # ids per IN (...) query
+_RTT = itemgetter("rtt")
+_SOURCE = itemgetter("source_address")
+_STR_OR_NONE = frozenset((str, type(None)))
+_PING_RTTS = itemgetter("rtt_min", "rtt_max", "rtt_average", "rtt_median")
+_BUILT_FAST = frozenset(("ping", "traceroute"))  # the types whose records :func:`built_epoch` knows
+_YEAR_10000 = 253402300800  # first timestamp sagan cannot make a datetime of
 
 
 def plain_floats(values: Iterable[Any]) -> bool:
@@ -65,25 +81,38 @@ def plain_floats(values: Iterable[Any]) -> bool:
     return True
 
 
-def hash_and_texts(record: dict[str, Any]) -> tuple[str, str, str | None]:
+def hash_and_texts(record: dict[str, Any], plain: bool = False) -> tuple[str, str, str | None]:
     """(content hash, ``test_keys`` text, ``annotations`` text) of a valid record.
 
     The hash equals :func:`probe.record.content_hash`; ``TypeError`` when orjson cannot write the
-    record (an integer beyond 64 bits, a key that is not a string).
+    record (an integer beyond 64 bits, a key that is not a string).  ``plain``: the caller has
+    checked what :func:`plain_floats` checks (e.g. :func:`plain_ping`), so it is not walked again.
     """
     keys = orjson.dumps(record["test_keys"], option=_SORT)
     annotations = record.get("annotations")
     ann_text = None if annotations is None else orjson.dumps(annotations).decode()
-    if plain_floats(record.values()):
+    if plain or plain_floats(record.values()):
         env = record.copy()
         del env["test_keys"], env["test_name"], env["test_version"]   # every other key sorts before test_keys
         canonical = b"".join((orjson.dumps(env, option=_SORT)[:-1], b',"test_keys":', keys,
                               b',"test_name":', orjson.dumps(record["test_name"]),
                               b',"test_version":', orjson.dumps(record["test_version"]), b"}"))
-        digest = hashlib.sha256(canonical).hexdigest()
-    else:
-        digest = content_hash(record)
-    return digest, keys.decode(), ann_text
+        return hashlib.sha256(canonical).hexdigest(), keys.decode(), ann_text
+    return content_hash(record), keys.decode(), ann_text
+
+
+def plain_ping(values: dict[str, Any]) -> bool:
+    """:func:`plain_floats` of a ping's sagan values, read only where a float can be.
+
+    sagan converts every other value of a ping to int, str or bool (``ensure``); floats are only its
+    rtts (``float()`` of the input: strings such as "NaN" or "1e999" too), and the input reaches the
+    record unconverted only as the packets' source address and the error message.  False (the full
+    walk decides) when one of those is not a string or null.  C-level calls, no Python loop."""
+    rtts = list(map(abs, filter(None, chain(map(_RTT, values["packets"]), _PING_RTTS(values)))))
+    if rtts and not (min(rtts) >= 1e-4 and max(rtts) < 1e16 and math.isfinite(sum(rtts))):
+        return False   # NaN: min/max may skip it, the sum does not
+    return (values["error_message"].__class__ in _STR_OR_NONE
+            and set(map(type, map(_SOURCE, values["packets"]))) <= _STR_OR_NONE)
 
 
 def _flags(start_ts: float, received_ts: float) -> str | None:
@@ -94,11 +123,38 @@ def _flags(start_ts: float, received_ts: float) -> str | None:
     return None
 
 
-def row(record: dict[str, Any], received_ts: float) -> tuple[Any, ...]:
+def built_epoch(record: dict[str, Any], timestamp: Any) -> float | None:
+    """``start_time``'s epoch seconds of a ping or traceroute record that :func:`normalize` built from a
+    result with this ``timestamp``, when every envelope rule holds; None: let the full check decide.
+
+    By construction the record has exactly the envelope's keys, each of its type; schema_version,
+    test_name, source, runtime_s (0, or clamped to a day) and failure (the vocabulary, or
+    ``unknown_failure``) are right; measurement_id is ``atlas-`` and three integers.  What the input
+    can still reach: the timestamp (``start_time``), the lengths of id and target, and the probe's
+    country and ASN read from stored probe objects.
+    """
+    if (timestamp.__class__ is not int or not 0 <= timestamp < _YEAR_10000
+            or record["test_name"] not in _BUILT_FAST or len(record["measurement_id"]) > 80
+            or not 0 < len(record["target"]) <= 2048):
+        return None
+    cc = record.get("probe_cc")
+    if cc is not None and not (cc.__class__ is str and len(cc) == 2 and cc.isascii() and cc.isalpha()
+                               and cc.isupper()):
+        return None
+    asn = record.get("probe_asn")
+    if asn is not None and not (asn.__class__ is int and 0 <= asn < 2**32):
+        return None
+    return float(timestamp)  # start_time is sagan's UTC datetime of this integer: the same second
+
+
+def row(record: dict[str, Any], received_ts: float, start_ts: float | None = None,
+        plain: bool = False) -> tuple[Any, ...]:
     """The ``measurements`` row of a record (as ``store.row_from_record``, ``test_keys`` text with
-    sorted keys); :class:`probe.record.RecordError` when the envelope refuses it."""
-    start_ts = validate_epoch(record)
-    digest, keys, ann = hash_and_texts(record)
+    sorted keys); :class:`probe.record.RecordError` when the envelope refuses it.  ``start_ts``:
+    the record is known valid (:func:`built_epoch`); ``plain``: see :func:`hash_and_texts`."""
+    if start_ts is None:
+        start_ts = validate_epoch(record)
+    digest, keys, ann = hash_and_texts(record, plain)
     get = record.get
     return (record["measurement_id"], digest, record["schema_version"], record["test_name"],
             record["test_version"], record["target"], get("probe_id"), get("campaign_id"), get("task_id"),
@@ -145,14 +201,19 @@ def store_results(conn: sqlite3.Connection, raws: Iterable[Any], counts: Counts,
                 counts.bad(f"conflict: measurement_id {mid} is already stored with a different Atlas result")
             continue
         if text is None:
-            text = orjson.dumps(raw).decode()  # before parsing: sagan may alter what it parses
+            try:
+                text = orjson.dumps(raw).decode()  # before parsing: sagan may alter what it parses
+            except TypeError as exc:   # an integer beyond 64 bits (a result decoded by another library)
+                counts.bad(f"{exc}"[:200])
+                continue
         try:
             rec = normalize(raw, probes=probes, target_cc=target_cc, mid=mid, check=False)
         except MalformedResult as exc:
             counts.bad(str(exc))
             continue
         try:
-            r = row(rec, received)
+            r = row(rec, received, built_epoch(rec, raw["timestamp"]),
+                    rec["test_name"] == "ping" and plain_ping(rec["test_keys"]))
         except RecordError as exc:   # the envelope's reason, as the store gives it
             counts.bad(str(exc))
             continue

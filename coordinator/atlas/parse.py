@@ -30,16 +30,16 @@ class MalformedResult(ValueError):
     """The result cannot be parsed at all; ``str(error)`` is the reason counted by imports."""
 
 
+_PING_NAMES = ("af", "protocol", "destination_address", "destination_name", "packets_sent", "packets_received",
+               "packet_size", "duplicates", "rtt_min", "rtt_median", "rtt_max", "rtt_average", "step")
+_PING_VALUES = attrgetter(*_PING_NAMES)
+
+
 def _ping(r: Any) -> dict[str, Any]:
-    return {
-        "af": r.af, "protocol": r.protocol, "destination_address": r.destination_address,
-        "destination_name": r.destination_name, "packets_sent": r.packets_sent,
-        "packets_received": r.packets_received, "packet_size": r.packet_size, "duplicates": r.duplicates,
-        "rtt_min": r.rtt_min, "rtt_median": r.rtt_median, "rtt_max": r.rtt_max, "rtt_average": r.rtt_average,
-        "step": r.step,
-        "packets": [{"rtt": p.rtt, "ttl": p.ttl, "dup": p.dup, "source_address": p.source_address}
-                    for p in r.packets],
-    }
+    out = dict(zip(_PING_NAMES, _PING_VALUES(r), strict=True))   # one C call for the plain attributes
+    out["packets"] = [{"rtt": p.rtt, "ttl": p.ttl, "dup": p.dup, "source_address": p.source_address}
+                      for p in r.packets]
+    return out
 
 
 _RAW = attrgetter("raw_data")
@@ -119,15 +119,18 @@ def _fields(obj: Any, names: tuple[str, ...]) -> dict[str, Any]:
     return {n: _iso(getattr(obj, n)) for n in names}
 
 
-def _common(r: Any, ts: Any) -> dict[str, Any]:
-    return {
-        "type": r.type, "firmware": r.firmware, "measurement_id": r.measurement_id, "probe_id": r.probe_id,
-        "created": r.created.isoformat(),
-        # sagan's property is timegm(created.timetuple()): the timestamp itself when it is an integer
-        "created_timestamp": ts if type(ts) is int else r.created_timestamp,
-        "origin": r.origin, "seconds_since_sync": r.seconds_since_sync, "group_id": r.group_id,
-        "is_error": r.is_error, "error_message": r.error_message, "is_malformed": r.is_malformed,
-    }
+_COMMON_VALUES = attrgetter(*_COMMON)
+# sagan's ``type`` property (the class name, computed on every read) of each type's class
+_SAGAN_TYPE = {"ping": "ping", "traceroute": "traceroute", "dns": "dns", "http": "http", "sslcert": "ssl"}
+
+
+def _common(r: Any, ts: Any, kind: str) -> dict[str, Any]:
+    out = dict(zip(_COMMON, _COMMON_VALUES(r), strict=True))
+    out["type"] = _SAGAN_TYPE[kind]
+    out["created"] = r.created.isoformat()
+    # sagan's property is timegm(created.timetuple()): the timestamp itself when it is an integer
+    out["created_timestamp"] = ts if type(ts) is int else r.created_timestamp
+    return out
 
 
 def _dns(r: Any) -> dict[str, Any]:
@@ -174,7 +177,7 @@ def _sagan(raw: dict[str, Any], kind: str) -> dict[str, Any]:
         with warnings.catch_warnings():  # sagan reads cryptography's deprecated naive datetimes
             warnings.simplefilter("ignore")
             r = _CLASSES[kind](raw, on_error=ParsingDict.ACTION_IGNORE, on_malformation=ParsingDict.ACTION_IGNORE)
-    out = _common(r, raw["timestamp"])
+    out = _common(r, raw["timestamp"], kind)
     out.update(_TYPE_VALUES[kind](r))
     return out
 
