@@ -277,3 +277,16 @@ def test_imported_hash_is_the_content_hash_whatever_floats_sagan_makes(tmp_path:
                               (rec["measurement_id"],)).fetchone()
         assert stored[0] == content_hash(rec), (rtt, rec["measurement_id"])
     conn.close()
+
+
+def test_created_text_is_sagans_isoformat() -> None:
+    """parse's ``created`` of an integer timestamp (no isoformat call) is the text sagan's datetime gives."""
+    import random
+    from datetime import UTC, datetime
+
+    from coordinator.atlas.parse import _utc_iso
+
+    rng = random.Random(5)
+    stamps = [0, -1, -86401, 86399, 951782400, 1641000000, -62135596800, 253402300799]
+    for ts in stamps + [rng.randrange(-62135596800, 253402300800) for _ in range(5000)]:
+        assert _utc_iso(ts) == datetime.fromtimestamp(ts, UTC).isoformat(), ts

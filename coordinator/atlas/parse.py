@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
 
@@ -124,12 +124,34 @@ _COMMON_VALUES = attrgetter(*_COMMON)
 _SAGAN_TYPE = {"ping": "ping", "traceroute": "traceroute", "dns": "dns", "http": "http", "sslcert": "ssl"}
 
 
+_TWO_DIGITS = [f"{i:02d}" for i in range(60)]
+_DAYS: dict[int, str] = {}   # day number -> "YYYY-MM-DDT"
+
+
+def _utc_iso(ts: int) -> str:
+    """``datetime.fromtimestamp(ts, UTC).isoformat()`` of an integer timestamp (sagan's ``created``),
+    without isoformat's printf: the day's text is kept, the time of day is looked up."""
+    day, sec = divmod(ts, 86400)
+    date = _DAYS.get(day)
+    if date is None:
+        if len(_DAYS) >= 4096:
+            _DAYS.clear()
+        date = _DAYS[day] = datetime.fromtimestamp(day * 86400, UTC).isoformat()[:11]
+    hour, sec = divmod(sec, 3600)
+    minute, sec = divmod(sec, 60)
+    return f"{date}{_TWO_DIGITS[hour]}:{_TWO_DIGITS[minute]}:{_TWO_DIGITS[sec]}+00:00"
+
+
 def _common(r: Any, ts: Any, kind: str) -> dict[str, Any]:
     out = dict(zip(_COMMON, _COMMON_VALUES(r), strict=True))
     out["type"] = _SAGAN_TYPE[kind]
-    out["created"] = r.created.isoformat()
-    # sagan's property is timegm(created.timetuple()): the timestamp itself when it is an integer
-    out["created_timestamp"] = ts if type(ts) is int else r.created_timestamp
+    if type(ts) is int:   # sagan made ``created`` of this integer (it refuses years it cannot make)
+        out["created"] = _utc_iso(ts)
+        # sagan's property is timegm(created.timetuple()): the timestamp itself
+        out["created_timestamp"] = ts
+    else:
+        out["created"] = r.created.isoformat()
+        out["created_timestamp"] = r.created_timestamp
     return out
 
 
