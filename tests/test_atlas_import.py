@@ -290,3 +290,19 @@ def test_created_text_is_sagans_isoformat() -> None:
     stamps = [0, -1, -86401, 86399, 951782400, 1641000000, -62135596800, 253402300799]
     for ts in stamps + [rng.randrange(-62135596800, 253402300800) for _ in range(5000)]:
         assert _utc_iso(ts) == datetime.fromtimestamp(ts, UTC).isoformat(), ts
+
+
+def test_one_pass_hash_with_a_nested_test_keys_key() -> None:
+    """The one-pass hash slices test_keys' text out of the sorted record; a nested "test_keys" key (or
+    the text in a string) must not move the slice."""
+    import orjson
+
+    from coordinator.atlas import bulk
+    from probe.record import content_hash
+
+    rec = _records()[0]
+    for extra in ({"test_keys": {"a": 1}}, {"note": '","test_keys":{"x":'}):
+        changed = {**rec, "test_keys": {**rec["test_keys"], **extra}}
+        digest, keys, _ = bulk.hash_and_texts(changed, True)
+        assert digest == content_hash(changed)
+        assert keys == orjson.dumps(changed["test_keys"], option=orjson.OPT_SORT_KEYS).decode()

@@ -48,6 +48,7 @@ _INSERT = (f"INSERT INTO measurements ({', '.join(MEASUREMENT_COLUMNS)}) "
 _INSERT_RAW = "INSERT OR IGNORE INTO atlas_raw VALUES (?, ?, ?, ?, ?, ?)"
 CHUNK = 500  # ids per IN (...) query
 _TAILS: dict[tuple[str, str], bytes] = {}
+_KEYS_KEY = b'"test_keys":'
 _STR_OR_NONE = frozenset((str, type(None)))
 _PING_RTTS = itemgetter("rtt_min", "rtt_max", "rtt_average", "rtt_median")
 _BUILT_FAST = frozenset(("ping", "traceroute"))  # the types whose records :func:`built_epoch` knows
@@ -95,15 +96,18 @@ def hash_and_texts(record: dict[str, Any], plain: bool = False) -> tuple[str, st
     record (an integer beyond 64 bits, a key that is not a string).  ``plain``: the caller has
     checked what :func:`plain_floats` checks (e.g. :func:`plain_ping`), so it is not walked again.
     """
-    keys = orjson.dumps(record["test_keys"], option=_SORT)
     annotations = record.get("annotations")
     ann_text = None if annotations is None else orjson.dumps(annotations).decode()
     if plain or plain_floats(record.values()):
-        env = record.copy()
-        del env["test_keys"], env["test_name"], env["test_version"]   # every other key sorts before test_keys
-        canonical = b"".join((orjson.dumps(env, option=_SORT)[:-1], b',"test_keys":', keys,
-                              _tail(record["test_name"], record["test_version"])))
-        return hashlib.sha256(canonical).hexdigest(), keys.decode(), ann_text
+        # One orjson pass: the sorted record is the canonical JSON, and test_keys' text is the slice
+        # between its key (once only: a nested "test_keys" key would make the slice ambiguous) and
+        # the tail (test_name and test_version sort after it, nothing else does).
+        whole = orjson.dumps(record, option=_SORT)
+        tail = _tail(record["test_name"], record["test_version"])
+        if whole.endswith(tail) and whole.count(_KEYS_KEY) == 1:
+            keys = whole[whole.index(_KEYS_KEY) + len(_KEYS_KEY):len(whole) - len(tail)]
+            return hashlib.sha256(whole).hexdigest(), keys.decode(), ann_text
+    keys = orjson.dumps(record["test_keys"], option=_SORT)
     return content_hash(record), keys.decode(), ann_text
 
 
