@@ -208,7 +208,7 @@ def test_built_records_take_the_cheap_envelope_check_with_the_store_rows() -> No
             assert epoch is None
             continue
         assert epoch == validate_epoch(rec)
-        assert rec["test_name"] != "ping" or bulk.plain_ping(rec["test_keys"])
+        assert rec["test_name"] != "ping" or bulk.plain_ping(rec)
         mine, theirs = bulk.row(rec, 1e9, epoch, rec["test_name"] == "ping"), row_from_record(rec, 1e9)
         assert mine[:18] == theirs[:18] and mine[19:] == theirs[19:]
         assert json.loads(mine[18]) == json.loads(theirs[18])
@@ -306,3 +306,22 @@ def test_one_pass_hash_with_a_nested_test_keys_key() -> None:
         digest, keys, _ = bulk.hash_and_texts(changed, True)
         assert digest == content_hash(changed)
         assert keys == orjson.dumps(changed["test_keys"], option=orjson.OPT_SORT_KEYS).decode()
+
+
+def test_ping_float_check_reads_the_annotations_too(tmp_path: Path) -> None:
+    """A campaign's target country is whatever its spec holds: a float there takes the exact hash."""
+    from coordinator.atlas import storage
+    from coordinator.atlas.normalize import normalize
+    from coordinator.db import open_writer
+    from probe.record import content_hash
+
+    raw = json.loads(lines("ping")[0])
+    rec = normalize(raw, target_cc=lambda t: 1e-05)   # type: ignore[arg-type, return-value]
+    assert rec["annotations"]["target_cc"] == 1e-05
+    from coordinator.atlas import bulk
+    assert not bulk.plain_ping(rec)
+    conn = open_writer(tmp_path / "data")
+    counts = storage.store_results(conn, [raw], target_cc=lambda t: 1e-05, texts=[lines("ping")[0]])  # type: ignore
+    assert counts.inserted == 1
+    assert conn.execute("SELECT content_hash FROM measurements").fetchone()[0] == content_hash(rec)
+    conn.close()

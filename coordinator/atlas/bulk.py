@@ -126,13 +126,20 @@ def hash_and_texts(record: dict[str, Any], plain: bool = False) -> tuple[str, st
     return content_hash(record), keys.decode(), ann_text
 
 
-def plain_ping(values: dict[str, Any]) -> bool:
-    """:func:`plain_floats` of a ping's sagan values, read only where a float can be.
+def plain_ping(record: dict[str, Any]) -> bool:
+    """:func:`plain_floats` of a ping record the normaliser built, read only where a float can be.
+
+    The envelope's other values are strings, ints or the runtime 0.0, except the annotations'
+    values (a campaign's target country is whatever its spec holds): those must be strings.
 
     sagan converts every other value of a ping to int, str or bool (``ensure``); floats are only its
     rtts (``float()`` of the input: strings such as "NaN" or "1e999" too), and the input reaches the
     record unconverted only as the packets' source address and the error message.  False (the full
     walk decides) when one of those is not a string or null.  NaN fails every comparison."""
+    for v in record["annotations"].values():
+        if v.__class__ is not str:
+            return False
+    values = record["test_keys"]
     if values["error_message"].__class__ not in _STR_OR_NONE:
         return False
     for p in values["packets"]:
@@ -243,7 +250,7 @@ def store_results(conn: sqlite3.Connection, raws: Iterable[Any], counts: Counts,
             continue
         try:
             r = row(rec, received, built_epoch(rec, raw["timestamp"]),
-                    rec["test_name"] == "ping" and plain_ping(rec["test_keys"]))
+                    rec["test_name"] == "ping" and plain_ping(rec))
         except RecordError as exc:   # the envelope's reason, as the store gives it
             counts.bad(str(exc))
             continue
