@@ -98,8 +98,9 @@ def apply_registry(conn: sqlite3.Connection, reg: dict[str, Any]) -> None:
 
 
 def apply_pull(conn: sqlite3.Connection, page: dict[str, Any]) -> int:
-    """Store a pulled page (measurements idempotently, heartbeats once each) and advance the cursors
-    in the same transaction; returns how many records were new here."""
+    """Store a pulled page and advance the cursors; returns how many records were new here.
+    Measurements go first, in their own transaction (idempotent by id, so a crash before the cursors
+    move only pulls them again); heartbeats (once each) and the cursors then share one transaction."""
     records, beats = page.get("records"), page.get("beats")
     if not isinstance(records, list) or not isinstance(beats, list):
         raise ValueError("pull answer: records and beats must be lists")
