@@ -118,7 +118,8 @@ def parsed_content_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def _flags(start_ts: float, received_ts: float) -> str | None:
+def timestamp_flag(start_ts: float, received_ts: float) -> str | None:
+    """``future_timestamp`` / ``past_timestamp`` when the measurement time is beyond the tolerances."""
     if start_ts > received_ts + FUTURE_TOLERANCE_S:
         return "future_timestamp"
     if start_ts < received_ts - PAST_TOLERANCE_S:
@@ -146,7 +147,7 @@ def row_from_record(record: dict[str, Any], received_ts: float, start_ts: float 
     orjson text (storage only: the content hash is over :func:`probe.record.canonical_json`)."""
     if start_ts is None:
         start_ts = time_to_epoch(record["start_time"])
-    return (*_row_head(record, start_ts), received_ts, _flags(start_ts, received_ts))
+    return (*_row_head(record, start_ts), received_ts, timestamp_flag(start_ts, received_ts))
 
 
 def record_from_row(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
@@ -241,7 +242,7 @@ def write_prepared(conn: sqlite3.Connection, prep: Prepared, received_ts: float)
             conflicts[mid] = f"conflict: measurement_id {mid} is already stored with different content"
             out.rejected.append((index, conflicts[mid]))
             continue
-        flags = _flags(head[14], received_ts)
+        flags = timestamp_flag(head[14], received_ts)
         if flags:
             out.flagged.append((mid, flags))
         if known is not None:

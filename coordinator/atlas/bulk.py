@@ -36,7 +36,7 @@ import orjson
 
 from coordinator.atlas.normalize import ProbeInfo, TargetCountry, measurement_id_for, normalize
 from coordinator.atlas.parse import MalformedResult
-from coordinator.store import FUTURE_TOLERANCE_S, MEASUREMENT_COLUMNS, PAST_TOLERANCE_S
+from coordinator.store import MEASUREMENT_COLUMNS, timestamp_flag
 from probe.record import RecordError, content_hash, validate_epoch
 
 if TYPE_CHECKING:  # storage imports this module
@@ -152,14 +152,6 @@ def plain_ping(record: dict[str, Any]) -> bool:
     return True
 
 
-def _flags(start_ts: float, received_ts: float) -> str | None:
-    if start_ts > received_ts + FUTURE_TOLERANCE_S:
-        return "future_timestamp"
-    if start_ts < received_ts - PAST_TOLERANCE_S:
-        return "past_timestamp"
-    return None
-
-
 def built_epoch(record: dict[str, Any], timestamp: Any) -> float | None:
     """``start_time``'s epoch seconds of a ping or traceroute record that :func:`normalize` built from a
     result with this ``timestamp``, when every envelope rule holds; None: let the full check decide.
@@ -197,7 +189,7 @@ def row(record: dict[str, Any], received_ts: float, start_ts: float | None = Non
             record["test_version"], record["target"], get("probe_id"), get("campaign_id"), get("task_id"),
             record["source"], get("probe_cc"), get("probe_asn"), get("probe_access"), record["start_time"],
             start_ts, record["runtime_s"], 1 if record["success"] else 0, record["failure"], keys, ann,
-            received_ts, _flags(start_ts, received_ts))
+            received_ts, timestamp_flag(start_ts, received_ts))
 
 
 def _mid(raw: Any) -> str | None:
