@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -80,3 +81,13 @@ def sql(data: Path, query: str, *args: Any) -> list[Any]:
         return conn.execute(query, args).fetchall()
     finally:
         conn.close()
+
+
+def wait_until(cond: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``cond`` every 0.2 s until it is true; TimeoutError(what) after ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(what)

@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from test_e2e_helpers import Proc, register_probe, run, sql, start_coordinator
+from test_e2e_helpers import Proc, register_probe, run, sql, start_coordinator, wait_until
 
 from probe.agent.outbox import Outbox
 from probe.record import make_record
@@ -25,15 +25,6 @@ def free_port() -> int:
 def status(state: Path) -> dict[str, object]:
     out = run(["-m", "probe", "status", "--state", str(state), "--json"])
     return dict(json.loads(out))
-
-
-def wait_until(cond: object, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise TimeoutError(what)
 
 
 def test_cut_off_probe_keeps_measuring_and_delivers_everything_once(tmp_path: Path, web_target: str) -> None:

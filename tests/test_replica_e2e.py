@@ -10,18 +10,9 @@ import sqlite3
 import time
 from pathlib import Path
 
-from test_e2e_helpers import Proc, run, sql, start_coordinator
+from test_e2e_helpers import Proc, run, sql, start_coordinator, wait_until
 
 TOKEN = "replica-e2e-token"
-
-
-def wait_until(cond: object, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise TimeoutError(what)
 
 
 def count(data: Path, query: str, *args: object) -> int:
