@@ -202,3 +202,66 @@ def test_endpoints_command_adds_a_fallback_after_the_primary(tmp_path, capsys) -
     assert call(["ftp://x"], []) == 2 and "not an http(s) URL" in capsys.readouterr().err
     assert call([], ["http://primary:8470", "http://replica.kz:8470"]) == 2
     assert ident.load(tmp_path)[0].endpoints == ["http://primary:8470", "http://replica.kz:8470"]
+
+
+async def test_with_a_fallback_a_connection_a_cut_left_dangling_is_never_reused(server: tuple[str, list]) -> None:
+    """A primary that answered once on a kept-alive connection and then went dark (a border cut: the
+    old connection hangs, new ones fail): the next request opens a new connection, whose failure
+    sends it to the fallback at once, instead of waiting on the old one for ``fallback_after_s``."""
+    import asyncio
+
+    url, _ = server
+    requests: list[bytes] = []
+    writers: list[asyncio.StreamWriter] = []
+
+    async def once_then_hang(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        writers.append(w)
+        while head := await r.readuntil(b"\r\n\r\n"):
+            requests.append(head.split(b"\r\n", 1)[0])
+            length = int(next((ln.split(b":")[1] for ln in head.split(b"\r\n")
+                               if ln.lower().startswith(b"content-length:")), b"0"))
+            await r.readexactly(length)
+            if len(requests) == 1:
+                w.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+                        b"Connection: keep-alive\r\n\r\n{}")
+                await w.drain()
+
+    srv = await asyncio.start_server(once_then_hang, "127.0.0.1", 0)
+    primary = f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+    try:
+        async with Client([primary, url], Ed25519PrivateKey.generate(), timeout_s=20) as client:
+            client.fallback_after_s = 3.0
+            assert (await client.post("/api/v1/echo", b"{}")).endpoint == primary
+            srv.close()                                   # no new connections; the old one stays open
+            await srv.wait_closed()
+            answer = await client.post("/api/v1/echo", b"{}")
+            assert answer.endpoint == url
+            assert len(requests) == 1                     # nothing was sent on the dangling connection
+    finally:
+        for w in writers:
+            w.close()
+
+
+async def test_a_lone_endpoint_keeps_its_connection_alive() -> None:
+    """With no fallback there is nothing to fail over to: requests share one kept-alive connection."""
+    peers: list[object] = []
+
+    async def who(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername"))
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/api/v1/echo", who)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    try:
+        async with Client([url], Ed25519PrivateKey.generate(), timeout_s=5) as client:
+            for _ in range(3):
+                assert (await client.post("/api/v1/echo", b"{}")).status == 200
+        assert len(peers) == 3 and len(set(peers)) == 1
+    finally:
+        await runner.cleanup()

@@ -7,7 +7,10 @@ once another endpoint has answered since, then first again, so after a cut the p
 its primary within ``recheck_s`` plus one request (at once after a blackout, when nothing
 answered).  While another endpoint is left to try, one attempt is bounded by ``fallback_after_s``
 and its connection attempt by ``fallback_connect_s`` (a wrong fallback costs little: the replica
-forwards what it gets; a late one delays the data the people inside the country need).
+forwards what it gets; a late one delays the data the people inside the country need).  With a
+fallback configured, every request opens its own connection: a kept-alive connection that a cut
+left dangling would skip the connection bound and hold the attempt for ``fallback_after_s``, while
+a fresh connection's handshake is done by the kernel and so times the network, not the coordinator's load.
 """
 
 from __future__ import annotations
@@ -67,7 +70,9 @@ class Client:
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(auto_decompress=True)
+            # no keep-alive while a fallback exists (see the module docstring)
+            connector = aiohttp.TCPConnector(force_close=len(self.endpoints) > 1)
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
         return self._session
 
     def order(self) -> list[str]:
