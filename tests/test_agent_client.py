@@ -265,3 +265,73 @@ async def test_a_lone_endpoint_keeps_its_connection_alive() -> None:
         assert len(peers) == 3 and len(set(peers)) == 1
     finally:
         await runner.cleanup()
+
+
+def test_a_late_failure_of_the_primary_does_not_send_uploads_back_to_it() -> None:
+    """A border cut: the replica answered; then a request that was still in flight to the primary
+    fails.  Uploads stay on the replica (no upload waits on a primary that failed lately); polls
+    re-probe the primary after ``recheck_s``, and once it answers everything is back on it."""
+    primary, replica = "http://primary", "http://replica"
+    client = Client([primary, replica], Ed25519PrivateKey.generate(), recheck_s=60)
+    now = time.monotonic()
+    client.ok_at = {primary: now - 30, replica: now - 2}          # the replica answered after the cut ...
+    client.failed_at = {primary: now - 1}                          # ... and the primary failed again since
+    client.down_until = {primary: now + 59}
+    assert client.order(recheck=False) == [replica, primary]
+    assert client.order() == [replica, primary]                    # polls too, until recheck_s is over
+    client.down_until[primary] = now - 0.1
+    assert client.order() == [primary, replica]                    # then a poll re-probes the primary
+    assert client.order(recheck=False) == [replica, primary]       # ... uploads wait for its answer
+    client.ok_at[primary] = time.monotonic()
+    assert client.order(recheck=False) == [primary, replica]
+
+
+def test_after_a_blackout_the_endpoint_that_answered_last_before_it_goes_first() -> None:
+    """Nothing answered for a while: the last outcome of both is a failure, so neither is demoted."""
+    primary, replica = "http://primary", "http://replica"
+    client = Client([primary, replica], Ed25519PrivateKey.generate(), recheck_s=60)
+    now = time.monotonic()
+    client.ok_at = {primary: now - 40, replica: now - 30}
+    client.failed_at = {primary: now - 2, replica: now - 1}
+    client.down_until = {e: t + 60 for e, t in client.failed_at.items()}
+    assert client.order(recheck=False) == [primary, replica]
+
+
+async def test_when_nothing_answered_the_last_endpoint_gets_the_short_connection_bound() -> None:
+    """A blackout: every endpoint failed at its last try.  The last endpoint's connection attempt
+    is bounded by ``fallback_connect_s`` too, so a SYN lost in the cut is not waited out for the
+    full connection bound after the line is back (the next attempt sends a fresh SYN)."""
+    import asyncio
+
+    dead = f"http://127.0.0.1:{closed_port()}"
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)
+    port = lsock.getsockname()[1]
+    fillers = []
+    for _ in range(3):                      # a full accept queue drops new SYNs, as a cut link does
+        f = socket.socket()
+        f.setblocking(False)
+        try:
+            f.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(f)
+    await asyncio.sleep(0.2)
+    swallowed = f"http://127.0.0.1:{port}"
+    try:
+        async with Client([dead, swallowed], Ed25519PrivateKey.generate(), timeout_s=30.0) as c:
+            c.connect_timeout_s, c.fallback_connect_s = 2.0, 0.3
+            t = time.monotonic()
+            with pytest.raises(Unreachable):
+                await c.post("/api/v1/schedule", b"{}")            # not yet known dark: the full bound
+            first = time.monotonic() - t
+            assert first >= 1.8
+            t = time.monotonic()
+            with pytest.raises(Unreachable):
+                await c.post("/api/v1/schedule", b"{}")            # both failed last time: short bounds
+            assert time.monotonic() - t < 1.5
+    finally:
+        for f in fillers:
+            f.close()
+        lsock.close()

@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
     p.add_argument("--poll-interval", type=float, default=None, help="override the coordinator's poll interval (s)")
     p.add_argument("--metrics-listen", default=None, help="HOST:PORT for Prometheus /metrics (needs prometheus-client)")
     p.add_argument("--max-runtime", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("-v", "--verbose", action="store_true", help="log each poll, test and upload")
+    p.add_argument("-v", "--verbose", action="store_true", help="log each poll and upload, and tests that could not run")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("endpoints", help="show or change the coordinator endpoints (primary first, then fallbacks)")

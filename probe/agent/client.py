@@ -2,10 +2,11 @@
 
 Endpoint policy (docs/agent.md): the endpoints are tried in their configured order - the first is
 the primary coordinator, the others fallbacks such as an in-country replica.  An endpoint that
-failed to answer (connection refused or timed out) is tried after the others for ``recheck_s``
-once another endpoint has answered since, then first again, so after a cut the probe is back on
-its primary within ``recheck_s`` plus one request (at once after a blackout, when nothing
-answered).  While another endpoint is left to try, one attempt is bounded by ``fallback_after_s``
+failed to answer (connection refused or timed out) is tried after the others while another
+endpoint has answered more recently than it did (and did not fail since); polls try it first again
+after ``recheck_s`` (they re-probe it), uploads only once it has answered again, so after a cut the
+probe is back on its primary within ``recheck_s`` plus one poll (at once after a blackout, when
+nothing answered) and no upload waits on a primary that failed lately.  While another endpoint is left to try, one attempt is bounded by ``fallback_after_s``
 and its connection attempt by ``fallback_connect_s`` (a wrong fallback costs little: the replica
 forwards what it gets; a late one delays the data the people inside the country need).  With a
 fallback configured, every request opens its own connection: a kept-alive connection that a cut
@@ -75,30 +76,46 @@ class Client:
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
         return self._session
 
-    def order(self) -> list[str]:
+    def order(self, recheck: bool = True) -> list[str]:
         """Endpoints in the order to try now: configured order; one that failed lately goes last,
         but only while another endpoint has answered since that failure (when nothing answers - a
-        blackout - the primary stays first, so the probe is back on it as soon as the line is)."""
+        blackout - the primary stays first, so the probe is back on it as soon as the line is).
+
+        An endpoint whose last outcome was a failure stays behind one that answered more recently
+        and whose last outcome was an answer, whatever requests still in flight say about it: a
+        late failure of the primary does not send the next request back to it.  ``recheck``
+        (polls): after ``recheck_s`` it is tried first again - the poll re-probes the primary.
+        Without it (uploads), the results keep going where the last answer came from until the
+        primary has answered again."""
         now = time.monotonic()
 
         def demoted(e: str) -> bool:
-            return self.down_until.get(e, 0.0) > now and any(
-                self.ok_at.get(f, -1.0) > self.failed_at.get(e, 0.0) for f in self.endpoints if f != e)
+            if recheck and self.down_until.get(e, 0.0) <= now:
+                return False
+            mine = self.ok_at.get(e, -1.0)
+            if self.failed_at.get(e, -1.0) <= mine:
+                return False                                  # its last outcome was an answer
+            return any(self.ok_at.get(f, -1.0) > max(mine, self.failed_at.get(f, -1.0))
+                       for f in self.endpoints if f != e)
 
         fresh = [e for e in self.endpoints if not demoted(e)]
         return fresh + [e for e in self.endpoints if e not in fresh]
 
     async def post(self, path: str, body: bytes, content_type: str = "application/json", *,
-                   timeout_s: float | None = None) -> Answer:
+                   timeout_s: float | None = None, recheck: bool = True) -> Answer:
         """POST to the first endpoint that answers (any HTTP status counts as an answer).
-        ``timeout_s`` bounds each endpoint's attempt (default: the client's timeout)."""
+        ``timeout_s`` bounds each endpoint's attempt (default: the client's timeout); ``recheck``:
+        see :meth:`order`."""
         errors = []
         total = self.timeout_s if timeout_s is None else timeout_s
-        order = self.order()
+        order = self.order(recheck)
+        # nothing answered at the last try (a blackout): every endpoint gets the short connection
+        # bound, so a SYN lost in the cut is not waited out in TCP's back-off after the line is back
+        dark = len(order) > 1 and all(self.failed_at.get(e, -1.0) > self.ok_at.get(e, -1.0) for e in order)
         for i, base in enumerate(order):
             last = i == len(order) - 1
             bound = total if last else min(total, self.fallback_after_s)
-            connect = min(self.connect_timeout_s if last else self.fallback_connect_s, bound)
+            connect = min(self.connect_timeout_s if last and not dark else self.fallback_connect_s, bound)
             timeout = aiohttp.ClientTimeout(total=bound, connect=connect)
             headers = signing.sign_headers(self.key, "POST", path, self.probe_id, body,
                                            now=time.time() + self.clock_offset_s)

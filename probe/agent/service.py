@@ -80,6 +80,8 @@ class Agent:
         self.probe = dict(self.schedule.get("probe") or self.identity.probe)
         self.wake_upload = asyncio.Event()
         self.reconnected = asyncio.Event()
+        self.urgent = False                 # a failed result is waiting: upload without the linger
+        self.woken_at = 0.0                 # monotonic time a test's success last cut an upload backoff short
         self.rng = random.Random()
         self.status: dict[str, Any] = {"pid": os.getpid(), "started_ts": time.time(), "tests_run": 0, "tests_failed": 0,
                                        "tests_could_not_run": 0, "dropped_total": 0}
@@ -132,12 +134,14 @@ class Agent:
         stats = await self.blocking(self.outbox.stats)
         body = json.dumps({"buffered": stats["buffered"], "buffered_since_ts": stats["buffered_since_ts"],
                              "software": SOFTWARE}).encode()
-        self.status["last_poll_ts"] = time.time()
+        self.status["last_poll_ts"] = started = time.time()
         try:
             ans = await self.client.post(SCHEDULE_PATH, body, timeout_s=poll_timeout_s(self.poll_interval_s()))
         except Unreachable as exc:
             self.status["last_poll_outcome"] = "unreachable: " + str(exc)[:200]
+            log.info("poll unreachable after %.2f s: %s", time.time() - started, str(exc)[:300])
             return False
+        log.info("poll HTTP %d from %s in %.2f s", ans.status, ans.endpoint, time.time() - started)
         if ans.status != 200 or not isinstance(ans.doc.get("tasks"), list):
             self.status["last_poll_outcome"] = f"HTTP {ans.status} {ans.doc.get('error', '')}"[:200]
             return False
@@ -201,6 +205,12 @@ class Agent:
         self.status["tests_run"] += 1
         outcome = "success" if record["success"] else "failure"
         self.status["tests_failed"] += 0 if record["success"] else 1
+        self.urgent = self.urgent or not record["success"]
+        if record["success"] and self.uploader.failures and time.monotonic() - self.woken_at >= self.poll_interval_s():
+            # a test got through after uploads failed: the line may be back - do not sit out the
+            # upload backoff until the next poll (at most once per poll interval)
+            self.woken_at = time.monotonic()
+            self.reconnected.set()
         self.metrics.test(task["test"], outcome)
         if evicted:
             self.status["dropped_total"] += len(evicted)
@@ -210,8 +220,12 @@ class Agent:
 
     async def upload_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            started = time.time()
+            self.urgent = False
             result = await self.uploader.upload_once()
             if result.outcome != "empty":
+                log.info("upload %s: %d items to %s in %.2f s", result.outcome[:300], result.items,
+                         result.endpoint or "-", time.time() - started)
                 self.status.update(last_upload_ts=time.time(), last_upload_outcome=result.outcome,
                                    last_upload_accepted=result.accepted, last_upload_rejected=result.rejected)
                 if result.outcome == "ok":
@@ -223,8 +237,10 @@ class Agent:
             self.wake_upload.clear()
             if result.outcome == "empty":
                 await _wait_event_or_stop(stop, self.wake_upload, 5.0)
-                # gather what else finishes shortly: one signed batch instead of one request per result
-                await _sleep_or_stop(stop, upload_linger_s(self.timetable.shortest_interval_s()))
+                # gather what else finishes shortly: one signed batch instead of one request per
+                # result - unless a test failed: news of a failure travels at once
+                if not self.urgent:
+                    await _sleep_or_stop(stop, upload_linger_s(self.timetable.shortest_interval_s()))
             else:
                 self.reconnected.clear()
                 await _wait_event_or_stop(stop, self.reconnected, result.wait_s)

@@ -29,6 +29,8 @@ class UploadResult:
     accepted: int = 0
     rejected: int = 0
     wait_s: float = 0.0    # how long to wait before the next attempt
+    endpoint: str = ""     # the endpoint that answered
+    items: int = 0         # items in the batch
 
 
 def backoff(failures: int, rng: random.Random, base: float = BACKOFF_BASE_S, cap: float = BACKOFF_CAP_S) -> float:
@@ -54,7 +56,8 @@ class Uploader:
             return UploadResult("empty")
         body = await asyncio.to_thread(encode, batch)
         try:
-            ans = await self.client.post(INGEST_PATH, body, content_type="application/gzip")
+            # recheck=False: results go where the last answer came from; polls re-probe the primary
+            ans = await self.client.post(INGEST_PATH, body, content_type="application/gzip", recheck=False)
         except Unreachable as exc:
             return self._fail("unreachable: " + str(exc)[:300])
         if ans.status in (200, 409, 422) and ans.doc.get("committed"):
@@ -63,7 +66,8 @@ class Uploader:
             await self.run_blocking(self.outbox.acknowledge, batch, rejected)
             self.failures = 0
             accepted = ans.doc.get("inserted", 0) + ans.doc.get("duplicates", 0)
-            return UploadResult("ok", accepted=accepted, rejected=len(rejected))
+            return UploadResult("ok", accepted=accepted, rejected=len(rejected), endpoint=ans.endpoint,
+                                items=len(batch))
         reason = str(ans.doc.get("error", ans.doc))[:300]
         if ans.status == 413 and self.batch_items > 1:
             self.batch_items = max(1, self.batch_items // 2)
