@@ -136,3 +136,21 @@ def test_interval_and_liveness() -> None:
     assert live.status("b", 60) == "silent"                               # a went on polling: we were listening
     gap = {"a": [t for t in range(0, 100) if not 50 <= t < 70], "b": [float(t) for t in range(0, 50)]}
     assert Liveness(gap, {}, 3.0, 2.5).status("b", 60) == "unknown"       # nobody polled: a coordinator gap
+
+
+def test_an_ambiguous_window_is_not_health() -> None:
+    """The world fails and some domestic targets too, but not enough world results to call it
+    domestic-only (or too few domestic successes): unknown, never ``ok`` - such a window straddles
+    a change, or its slow failures (connections timing out) are still on their way."""
+    world_fail = obs(ok=False, category="international", group="world")
+    allow_list_early = [obs(group="news"), obs(group="bank"), obs(group="news"), obs(ok=False, group="gov"), world_fail]
+    assert reachability_state(allow_list_early, S).status == "unknown"     # one world result, and it failed
+    straddle = ([obs(ok=False, group=g) for g in ("news", "bank", "gov", "shop", "news")] + [obs(group="bank")]
+                + [obs(ok=False, category="international", group=g) for g in ("world", "social", "world")])
+    st = reachability_state(straddle, S)
+    assert st.status == "unknown" and not st.down                         # 1 of 9 answered: neither dark nor ok
+    # health stays health: a world answer, or domestic answers all fine
+    assert reachability_state([*allow_list_early[:-1], obs(category="international", group="world")], S).status == "ok"
+    assert reachability_state([obs(group="news"), obs(group="bank"), obs(group="gov"), world_fail], S).status == "ok"
+    # a probe that measures no world target is judged on what it measures
+    assert reachability_state([obs(group="news"), obs(group="bank"), obs(ok=False, group="gov")], S).status == "ok"

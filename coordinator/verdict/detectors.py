@@ -63,7 +63,21 @@ def reachability_state(window: Iterable[Obs], s: Settings) -> ProbeState:
         up = tuple(sorted(g for g, oks in by_group.items() if any(oks)))
         down = tuple(sorted(g for g, oks in by_group.items() if not any(oks)))
         return ProbeState("domestic_only", drate, irate, len(reach), up, down, failed)
+    if ambiguous(dom, intl, s):
+        return ProbeState("unknown", drate, irate, len(reach))
     return ProbeState("ok", drate, irate, len(reach))
+
+
+def ambiguous(dom: Sequence[Obs], intl: Sequence[Obs], s: Settings) -> bool:
+    """Neither dark, nor domestic-only, nor evidence of health: the world does not answer and
+    domestic targets fail too, though not all of them, with too few world results to call it
+    domestic-only.  A window straddling a change (a blackout giving way to an allow-list) or one
+    whose slow failures are still in flight (a connection timing out is the last result to
+    arrive) - not health.  A probe that measures no world target is judged on what it measures."""
+    if not intl or any(o.ok for o in intl) or all(o.ok for o in dom):
+        return False
+    drate = _rate(dom)
+    return len(intl) < 2 or (drate is not None and drate < s.domestic_min_success)
 
 
 def success_rate(window: Iterable[Obs]) -> tuple[float | None, int, tuple[str, ...]]:

@@ -104,7 +104,7 @@ def outage_findings(m: Moment, cc: str, s: Settings, observed: set[Key]) -> list
         st = m.states[p]
         # polling again but no fresh results yet is not health: its buffered results may still say
         # otherwise (and during a partial upload, half the probes would look up)
-        down[p] = True if st.down else (False if st.status == "ok" else None)
+        down[p] = True if st.down else (False if st.status == "ok" and not _world_pending(m, p, s) else None)
         if down[p] is False:
             observed.update(_scopes_of("outage", cc, info))
     # one probe that measured failures may stand for its ASN - not a datacenter probe that still
@@ -156,6 +156,15 @@ def outage_findings(m: Moment, cc: str, s: Settings, observed: set[Key]) -> list
         out.append(Finding("outage", kind, hit.scope_type, hit.scope, cc, frozenset(classes), confirmed,
                            tuple(evidence), min(onsets, default=m.h), hit.asn, hit.access, None, details))
     return out
+
+
+def _world_pending(m: Moment, p: str, s: Settings) -> bool:
+    """The probe looks fine in its window only because no world result is in it yet, while the
+    world results just before it all failed: its tests towards the world are still timing out
+    (an allow-list or a border cut keeps the domestic answers quick).  Not health: hold."""
+    W = m.interval * s.window_intervals
+    world = [o for o in m.inside.get(p, []) if o.test in REACHABILITY_TESTS and not o.domestic]
+    return bool(world) and not any(o.ts > m.h - W for o in world) and not any(o.ok for o in world)
 
 
 def _decided(cc: str, probes: Mapping[str, ProbeInfo], down: Mapping[str, bool | None], s: Settings,

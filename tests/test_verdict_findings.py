@@ -1,0 +1,75 @@
+"""Outage findings at one tick, on hand-made moments: a probe whose window looks fine only because
+its world results are still in flight is not counted as up.  Pure: no database, no network."""
+
+from __future__ import annotations
+
+from coordinator.verdict.baselines import Baselines
+from coordinator.verdict.detectors import ProbeInfo, reachability_state
+from coordinator.verdict.findings import Moment, outage_findings
+from coordinator.verdict.observations import Obs
+from coordinator.verdict.settings import Settings
+from coordinator.verdict.signals_inside import Liveness
+
+S = Settings()
+IV = 3.0
+PROBES = {p: ProbeInfo(p, "KZ", asn, access) for p, asn, access in (
+    ("fix-1", 64601, "fixed"), ("fix-2", 64601, "fixed"), ("mob1-1", 64602, "mobile"),
+    ("mob1-2", 64602, "mobile"), ("mob2-1", 64603, "mobile"))}
+_n = 0
+
+
+def o(probe: str, ts: float, ok: bool, world: bool, group: str = "") -> Obs:
+    global _n
+    _n += 1
+    info = PROBES[probe]
+    return Obs(ts=ts, mid=f"m{_n}", probe=probe, cc="KZ", asn=info.asn, access=info.access, test="http",
+               target=group or ("world" if world else "news"), ok=ok, failure=None if ok else "timeout",
+               runtime_s=0.1 if ok else 2.7, category="international" if world else "domestic",
+               target_cc="NL" if world else "KZ", group=group or ("world" if world else "news"), vantage="inside")
+
+
+def allow_list_window(probe: str, h: float, world_in: bool) -> list[Obs]:
+    """Before h - 3.5: an allow-list's results (world failing, news up, gov down); in the last
+    interval the domestic answers only, plus the world failures when ``world_in``."""
+    out = [o(probe, h - 4.2, False, True), o(probe, h - 3.9, False, True), o(probe, h - 4.0, True, False),
+           o(probe, h - 3.6, False, False, "gov")]
+    out += [o(probe, h - 2.5, True, False), o(probe, h - 1.5, True, False, "bank"), o(probe, h - 0.5, True, False)]
+    if world_in:
+        out += [o(probe, h - 2.8, False, True), o(probe, h - 1.9, False, True)]
+    return out
+
+
+def moment(h: float, world_in: set[str]) -> Moment:
+    inside = {p: allow_list_window(p, h, p in world_in) for p in PROBES}
+    states = {p: reachability_state([x for x in obs if x.ts > h - IV], S) for p, obs in inside.items()}
+    beats = {p: [h - 3 + 0.5 * i for i in range(7)] for p in PROBES}
+    live = Liveness(beats, {p: [x.ts for x in v] for p, v in inside.items()}, IV, S.silence_factor)
+    return Moment(h=h, interval=IV, probes=PROBES, states=states, base=Baselines(S), atlas=[],
+                  inside={p: [x for x in v if x.ts > h - IV * S.throughput_window_intervals] for p, v in inside.items()},
+                  outside={}, others=lambda g, cc, since: [], others_ever=lambda g, cc: False, live=live)
+
+
+def test_world_results_in_flight_are_not_health() -> None:
+    h = 100.0
+    settled = moment(h, set(PROBES))
+    found = outage_findings(settled, "KZ", S, set())
+    assert [(f.kind, f.scope_type, f.scope) for f in found] == [("domestic_only", "country", "KZ")]
+    # fix-2 and mob2-1: their last world results (timeouts) are not in yet; the window shows the
+    # quick domestic answers only.  They look "ok" by the window alone, but are not counted as up:
+    early = moment(h, set(PROBES) - {"fix-2", "mob2-1"})
+    assert early.states["fix-2"].status == "ok"
+    observed: set[tuple[str, str, str]] = set()
+    found = outage_findings(early, "KZ", S, observed)
+    assert [(f.kind, f.scope_type, f.scope) for f in found] == [("domestic_only", "country", "KZ")]
+    assert ("outage", "asn", "AS64603") not in observed          # not "observed healthy": the state holds
+
+
+def test_a_probe_whose_world_answers_is_up() -> None:
+    """World results that answered (before the window) are health: the probe counts as up."""
+    h = 100.0
+    m = moment(h, set(PROBES) - {"fix-2", "mob2-1"})
+    for p in ("fix-2", "mob2-1"):
+        m.inside[p][:] = [x if x.category != "international" else o(p, x.ts, True, True) for x in m.inside[p]]
+    observed: set[tuple[str, str, str]] = set()
+    outage_findings(m, "KZ", S, observed)
+    assert ("outage", "asn", "AS64603") in observed
