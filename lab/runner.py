@@ -155,7 +155,7 @@ class Run:
             self.say(f"campaign {campaign.result()} (every {self.sc.interval_s:g} s)")
         self.probe_ids = sorted(ids.values())
         for p in lab.topo.probes:
-            self.commands[f"probe-{p.name}"] = (lab.ns(p.node), ["probe", "run", "--state",
+            self.commands[f"probe-{p.name}"] = (lab.ns(p.node), ["probe", "run", "-v", "--state",
                                                                  str(deploy.probe_state(lab, p.name))])
             self.start(f"probe-{p.name}")
         self.say(f"{len(ids)} probes registered and running: {', '.join(sorted(ids))} "
