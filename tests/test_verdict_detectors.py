@@ -154,3 +154,16 @@ def test_an_ambiguous_window_is_not_health() -> None:
     assert reachability_state([obs(group="news"), obs(group="bank"), obs(group="gov"), world_fail], S).status == "ok"
     # a probe that measures no world target is judged on what it measures
     assert reachability_state([obs(group="news"), obs(group="bank"), obs(ok=False, group="gov")], S).status == "ok"
+
+
+def test_a_probe_whose_polls_lag_but_uploads_flow_is_silent_after_an_interval_when_corroborated() -> None:
+    """Polls every 2.5 s (a throttled link delays them), uploads arriving every 0.5 s: once both
+    stop, the corroborated bound is one interval (3 s), not 2 x 2.5 s; uncorroborated it stays long."""
+    polls = {"p": [i * 2.5 for i in range(9)], "q": [i * 1.0 for i in range(30)]}     # q keeps the coordinator busy
+    receipts = {"p": [i * 0.5 for i in range(41)]}                                       # last at 20.0
+    live = Liveness(polls, {"p": [i * 0.5 for i in range(41)]}, 3.0, S.silence_factor, receipts)
+    assert live.status("p", 23.5, corroborated=True) == "silent"
+    assert live.status("p", 23.5) == "alive"
+    assert live.status("p", 22.5, corroborated=True) == "alive"
+    plain = Liveness(polls, {"p": []}, 3.0, S.silence_factor)                            # no uploads known
+    assert plain.status("p", 23.5, corroborated=True) == "alive"

@@ -4,7 +4,7 @@ its world results are still in flight is not counted as up.  Pure: no database, 
 from __future__ import annotations
 
 from coordinator.verdict.baselines import Baselines
-from coordinator.verdict.detectors import ProbeInfo, reachability_state
+from coordinator.verdict.detectors import ProbeInfo, ProbeState, reachability_state
 from coordinator.verdict.findings import Moment, outage_findings
 from coordinator.verdict.observations import Obs
 from coordinator.verdict.settings import Settings
@@ -73,3 +73,37 @@ def test_a_probe_whose_world_answers_is_up() -> None:
     observed: set[tuple[str, str, str]] = set()
     outage_findings(m, "KZ", S, observed)
     assert ("outage", "asn", "AS64603") in observed
+
+
+def test_a_single_failed_world_result_in_the_window_is_not_health_either() -> None:
+    h = 100.0
+    m = moment(h, set(PROBES) - {"fix-2", "mob2-1"})
+    for p in ("fix-2", "mob2-1"):
+        m.inside[p].append(o(p, h - 2.9, False, True))          # one world timeout is in, the next is not
+    st = reachability_state([x for x in m.inside["fix-2"] if x.ts > h - IV], S)
+    assert st.status == "ok"                                     # by the window alone
+    observed: set[tuple[str, str, str]] = set()
+    found = outage_findings(m, "KZ", S, observed)
+    assert [(f.kind, f.scope) for f in found] == [("domestic_only", "KZ")]
+    assert ("outage", "asn", "AS64603") not in observed
+
+
+def test_probes_that_fall_silent_together_corroborate_each_other() -> None:
+    """A national blackout seen from abroad: every probe's polls and uploads stop at t=20.  The
+    fixed probes poll regularly; the mobile ones' polls lagged (their own bound is long).  Three
+    probes in two ASNs silent at the plain bound make each of them silent at it: the country."""
+    h = 24.0
+
+    def found_at(stopped: set[str]) -> list[tuple[str, str, str]]:
+        beats = {p: [i * 1.5 for i in range(14)] if p.startswith("fix") else [0.0, 1.5, 3.0, 9.0, 10.5, 12.0, 18.0, 19.5]
+                 for p in PROBES}
+        receipts = {p: [i * 0.5 for i in range(41 if p in stopped else 49)] for p in PROBES}
+        beats["out-1"] = [i * 1.5 for i in range(17)]            # the coordinator kept hearing from abroad
+        live = Liveness(beats, {p: [] for p in PROBES}, IV, S.silence_factor, receipts)
+        states = {p: ProbeState(live.status(p, h)) for p in PROBES}
+        m = Moment(h=h, interval=IV, probes=PROBES, states=states, base=Baselines(S), atlas=[], inside={},
+                   outside={}, others=lambda g, cc, since: [], others_ever=lambda g, cc: False, live=live)
+        return [(f.family, f.scope_type, f.scope) for f in outage_findings(m, "KZ", S, set())]
+
+    assert found_at(set(PROBES)) == [("outage", "country", "KZ")]
+    assert found_at({"fix-1"}) == []                              # one silent probe corroborates nothing

@@ -22,6 +22,7 @@ from coordinator.verdict.detectors import (
     down_scopes,
     http_blocked,
     per_target,
+    reachability_state,
     success_rate,
 )
 from coordinator.verdict.observations import REACHABILITY_TESTS, Obs
@@ -99,9 +100,11 @@ def _finish_classes(m: Moment, cc: str, hit: ScopeHit, classes: set[str], *, out
 
 def outage_findings(m: Moment, cc: str, s: Settings, observed: set[Key]) -> list[Finding]:
     probes = _country(m, cc)
+    states = {p: _outage_state(m, p, s) for p in probes}
+    states.update(_silent_together(m, probes, states, s))
     down: dict[str, bool | None] = {}
     for p, info in probes.items():
-        st = m.states[p]
+        st = states[p]
         # polling again but no fresh results yet is not health: its buffered results may still say
         # otherwise (and during a partial upload, half the probes would look up)
         down[p] = True if st.down else (False if st.status == "ok" and not _world_pending(m, p, s) else None)
@@ -109,17 +112,17 @@ def outage_findings(m: Moment, cc: str, s: Settings, observed: set[Key]) -> list
             observed.update(_scopes_of("outage", cc, info))
     # one probe that measured failures may stand for its ASN - not a datacenter probe that still
     # reaches the domestic targets it hosts (that is just a datacenter with no way abroad)
-    single_ok = {i.asn for p, i in probes.items() if m.states[p].measured and m.states[p].down and i.asn
-                 and not (i.access == "datacenter" and m.states[p].status == "domestic_only")}
+    single_ok = {i.asn for p, i in probes.items() if states[p].measured and states[p].down and i.asn
+                 and not (i.access == "datacenter" and states[p].status == "domestic_only")}
     single_ok |= {sg.asn for sg in m.atlas if sg.asn is not None}
     W = m.interval * s.window_intervals
     rate, n, out_failed = success_rate([o for o in m.outside.get(cc, []) if o.ts > m.h - W])
     outside_down = n >= s.min_observations and rate is not None and rate <= s.dark_max_success
     outside_up = n >= s.min_observations and rate is not None and rate >= 0.5
     out = []
-    pending = {p for p in probes if m.states[p].status in ("alive", "unknown") and m.live.pending(p, m.h, 2 * W)}
+    pending = {p for p in probes if states[p].status in ("alive", "unknown") and m.live.pending(p, m.h, 2 * W)}
     for hit in _decided(cc, probes, down, s, single_ok, pending):
-        sts = {p: m.states[p] for p in hit.probes}
+        sts = {p: states[p] for p in hit.probes}
         measured = {p: st for p, st in sts.items() if st.measured}
         if hit.scope_type == "country" and not measured and outside_up and not atlas_for(m.atlas, cc, None):
             continue                  # silence alone while the country's targets answer: not a national cut
@@ -147,7 +150,7 @@ def outage_findings(m: Moment, cc: str, s: Settings, observed: set[Key]) -> list
         if kind == "domestic_only" and ups and downs:
             details.update(allow_list=True, reachable_domestic=sorted(ups), unreachable_domestic=sorted(downs))
         if hit.scope_type == "country":
-            dc = [m.states[p].status for p, i in probes.items() if i.access == "datacenter"]
+            dc = [states[p].status for p, i in probes.items() if i.access == "datacenter"]
             if dc:
                 details["datacenter"] = "down" if all(x in ("dark", "domestic_only", "silent") for x in dc) else (
                     "up" if any(x in ("ok", "alive") for x in dc) else "unknown")
@@ -158,13 +161,47 @@ def outage_findings(m: Moment, cc: str, s: Settings, observed: set[Key]) -> list
     return out
 
 
+def _outage_state(m: Moment, p: str, s: Settings) -> ProbeState:
+    """The probe's state for outages: its window's, or ``domestic_only`` when its window holds too
+    few world results to say so but the quick domestic answers of the window and every world
+    result of the (wider) throughput window say it - the world tests of the last round are still
+    timing out.  A world result that answered in the wider window keeps the window's state."""
+    st = m.states[p]
+    if st.down:
+        return st
+    W = m.interval * s.window_intervals
+    recent = [o for o in m.inside.get(p, []) if o.test in REACHABILITY_TESTS and (not o.domestic or o.ts > m.h - W)]
+    if sum(1 for o in recent if not o.domestic and o.ts > m.h - W) >= 2:
+        return st                                   # enough world results in the window: it decided
+    wide = reachability_state(recent, s)
+    return wide if wide.status == "domestic_only" else st
+
+
+def _silent_together(m: Moment, probes: Mapping[str, ProbeInfo], states: Mapping[str, ProbeState],
+                     s: Settings) -> dict[str, ProbeState]:
+    """Probes that fell silent together corroborate each other: when at least
+    ``confirm_min_probes`` probes in ``confirm_min_asns`` ASNs have been silent for the plain
+    ``silence_factor`` x their median poll spacing (polls and uploads both stopped), each of them
+    is silent at that bound, not only at the longer bound a probe with irregular polls gets on its
+    own (as when the outside view of the country is dark).  A coordinator that was away is never
+    silence (:meth:`Liveness.status`)."""
+    quiet = {p for p in probes if not states[p].measured and states[p].status != "silent"
+             and m.live.status(p, m.h, corroborated=True) == "silent"}
+    together = quiet | {p for p in probes if states[p].status == "silent"}
+    if not quiet or len(together) < s.confirm_min_probes or len({probes[p].asn for p in together}) < s.confirm_min_asns:
+        return {}
+    return {p: ProbeState("silent") for p in quiet}
+
+
 def _world_pending(m: Moment, p: str, s: Settings) -> bool:
-    """The probe looks fine in its window only because no world result is in it yet, while the
-    world results just before it all failed: its tests towards the world are still timing out
-    (an allow-list or a border cut keeps the domestic answers quick).  Not health: hold."""
+    """The probe looks fine in its window only because its world results there are too few to say
+    otherwise, while every world result of its throughput window failed: its tests towards the
+    world are still timing out (an allow-list or a border cut keeps the domestic answers quick,
+    and a connection timing out is the last result of a round to arrive).  Not health: hold."""
     W = m.interval * s.window_intervals
     world = [o for o in m.inside.get(p, []) if o.test in REACHABILITY_TESTS and not o.domestic]
-    return bool(world) and not any(o.ts > m.h - W for o in world) and not any(o.ok for o in world)
+    return (bool(world) and not any(o.ok for o in world)
+            and sum(1 for o in world if o.ts > m.h - W) < 2)
 
 
 def _decided(cc: str, probes: Mapping[str, ProbeInfo], down: Mapping[str, bool | None], s: Settings,

@@ -23,10 +23,15 @@ class Liveness:
         spacing = heartbeat_spacing(polls)
         # silent after silence_factor x the median poll spacing, or 1.5 x the probe's own 90th
         # percentile gap, whichever is longer: a probe whose polls stall under load is not cut off
-        self.fast_gap = {p: silence_factor * spacing.get(p, interval) for p in set(polls) | set(activity)}
-        self.gap = {p: max(g, 1.5 * _p90_gap(polls.get(p, []))) for p, g in self.fast_gap.items()}
+        plain = {p: silence_factor * spacing.get(p, interval) for p in set(polls) | set(activity)}
+        self.gap = {p: max(g, 1.5 * _p90_gap(polls.get(p, []))) for p, g in plain.items()}
         # reaching the coordinator: polls, and uploads arriving (their received time)
         self.beats = {p: sorted([*ts, *(receipts or {}).get(p, [])]) for p, ts in polls.items()}
+        # corroborated: the plain bound - or, for a probe whose polls lag (a throttled link) while
+        # its uploads keep arriving, silence_factor x the spacing of both, at least one interval
+        both = heartbeat_spacing(self.beats)
+        self.fast_gap = {p: min(g, max(interval, silence_factor * both[p])) if p in both else g
+                         for p, g in plain.items()}
         # every moment the probe showed itself: polls and measurement start times
         self.seen: dict[str, list[float]] = {}
         for p in set(self.beats) | set(activity):
