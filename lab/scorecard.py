@@ -29,16 +29,26 @@ def _scope_ok(exp: dict[str, Any], ev: dict[str, Any]) -> bool:
     return any(a in alternatives for a in accepted)
 
 
-def _first(ev: dict[str, Any], states: tuple[str, ...], after: float, kind: str | None = None) -> float | None:
+def _first(ev: dict[str, Any], states: tuple[str, ...], after: float, kind: str | None = None,
+           exp: dict[str, Any] | None = None) -> float | None:
     """Wall time of the first transition to one of ``states`` after ``after`` - while the event
-    already had the expected ``kind`` (events can be re-classified as late data arrive)."""
+    already had the expected ``kind`` (events can be re-classified as late data arrive) and, with
+    ``exp``, the expected scope (an event can be widened: one ASN first, then the country)."""
     times = [t["recorded_ts"] for t in ev.get("transitions", []) if t["state"] in states and t["recorded_ts"] >= after
-             and (kind is None or t.get("kind") in (None, kind))]
+             and (kind is None or t.get("kind") in (None, kind))
+             and (exp is None or t.get("scope") is None
+                  or _scope_ok({**exp, "scope_type": None}, {"scope": t["scope"], "target": ev.get("target")}))]
     return min(times) if times else None
 
 
 def _kind_at(ev: dict[str, Any], ts: float | None) -> str | None:
-    return next((t.get("kind") or ev.get("kind") for t in ev.get("transitions", []) if t["recorded_ts"] == ts), None)
+    """The event's kind at that transition, and its scope when that was another (a narrower one)."""
+    for t in ev.get("transitions", []):
+        if t["recorded_ts"] == ts:
+            kind = t.get("kind") or ev.get("kind")
+            scope = t.get("scope")
+            return f"{kind} {scope}" if scope and scope != ev.get("scope") else kind
+    return None
 
 
 def _step_ts(result: dict[str, Any], rel: float) -> float:
@@ -114,8 +124,8 @@ def _score_source(result: dict[str, Any], found: list[dict[str, Any]]) -> dict[s
         if match is not None:
             used.add(match["event_id"])
             after = fault - SLACK_INTERVALS * iv
-            sus = _first(match, ("suspected", "confirmed"), after, exp["kind"])
-            conf = _first(match, ("confirmed",), after, exp["kind"])
+            sus = _first(match, ("suspected", "confirmed"), after, exp["kind"], exp)
+            conf = _first(match, ("confirmed",), after, exp["kind"], exp)
             res = _first(match, ("resolved",), repair) if repair is not None else None
             noticed = _first(match, ("suspected", "confirmed"), after)     # as any kind of its family
             row["found"] = {"event_id": match["event_id"], "kind": match["kind"], "scope_type": match.get("scope_type"),
@@ -166,7 +176,7 @@ def render(cards: list[dict[str, Any]]) -> str:
             if f.get("noticed_s") is not None and f["noticed_s"] < (f["suspected_s"] if f["suspected_s"] is not None
                                                                       else math.inf) - 1e-6:
                 lines.append(f"          first seen as {f['noticed_kind']} {_lat(f['noticed_s'], c['interval_s'])}"
-                             " (re-classified when the buffered results arrived)")
+                             " (re-classified or widened as more results arrived)")
             first = {k[:-2] for k, v in (f.get("first_at") or {}).items() if v == "replica" and k != "noticed_s"}
             alone = (f.get("by_source") or {}).get("coordinator")
             if first:

@@ -176,3 +176,18 @@ def test_replica_and_coordinator_events_merge_earliest_wins_and_false_from_both(
     text = render([card])
     assert "first at the in-country replica: confirmed, suspected; the coordinator alone: suspected +28.0s" in text
     assert "(at the replica)" in text
+
+
+def test_latency_counts_from_the_transition_with_the_expected_scope():
+    """An event first raised for one ASN and widened to the country: the country's latency counts
+    from the transition that named the country; the narrower sighting is shown beside it."""
+    ev = _event("e", "blackout", "country", "KZ", 1, [("suspected", 5), ("confirmed", 5), ("confirmed", 8)])
+    for t, scope in zip(ev["transitions"], ("AS64601", "AS64601", "KZ"), strict=True):
+        t["kind"], t["scope"] = "blackout", scope
+    result = {"scenario": "s", "interval_s": 3.0, "t0": 0.0, "duration_s": 40, "steps": [],
+              "expects": [{"kind": "blackout", "scope_type": "country", "scope": ["KZ"], "fault": 0, "repair": None}],
+              "events": [ev]}
+    row = score(result)["rows"][0]
+    assert row["found"]["suspected_s"] == 8 and row["found"]["confirmed_s"] == 8
+    assert row["found"]["noticed_s"] == 5 and row["found"]["noticed_kind"] == "blackout AS64601"
+    assert "first seen as blackout AS64601 +5.0s (1.7 iv)" in render([score(result)])
