@@ -107,3 +107,39 @@ def test_probes_that_fall_silent_together_corroborate_each_other() -> None:
 
     assert found_at(set(PROBES)) == [("outage", "country", "KZ")]
     assert found_at({"fix-1"}) == []                              # one silent probe corroborates nothing
+
+
+def test_a_probe_whose_latest_downloads_are_slow_joins_two_slow_probes() -> None:
+    """Mobile throttling: two probes of AS64602 slow on every download; mob2-1 (AS64603) has two
+    healthy downloads from before the change and two slow ones since.  Its share (0.5) alone would
+    keep it out, and with it the access type; its latest results and the others' make it slow."""
+    from coordinator.verdict.findings import throttling_findings
+
+    h = 100.0
+    base = Baselines(S)
+    inside: dict[str, list[Obs]] = {p: [] for p in PROBES}
+
+    def dl(p: str, ts: float, slow: bool) -> None:
+        x = Obs(ts=ts, mid=f"tp-{p}-{ts}", probe=p, cc="KZ", asn=PROBES[p].asn, access=PROBES[p].access,
+                test="throughput", target="speed", ok=True, failure=None, runtime_s=1.5, category="domestic",
+                target_cc="KZ", group="speed", vantage="inside", goodput_bps=1e5 if slow else 2e7)
+        inside[p].append(x)
+        base.slow[x.mid] = slow
+        base.ratio[x.mid] = 0.01 if slow else 1.0
+
+    for p in ("mob1-1", "mob1-2"):
+        for ts in (96.0, 97.5, 99.0):
+            dl(p, ts, True)
+    for ts, slow in ((95.8, False), (96.5, False), (97.9, True), (99.2, True)):
+        dl("mob2-1", ts, slow)
+    for p in ("fix-1", "fix-2"):
+        for ts in (96.0, 97.5, 99.0):
+            dl(p, ts, False)
+    live = Liveness({p: [h - 3 + 0.5 * i for i in range(7)] for p in PROBES}, {}, IV, S.silence_factor)
+    m = Moment(h=h, interval=IV, probes=PROBES, states={p: ProbeState("ok") for p in PROBES}, base=base, atlas=[],
+               inside=inside, outside={}, others=lambda g, cc, since: [], others_ever=lambda g, cc: False, live=live)
+    found = throttling_findings(m, "KZ", S, set())
+    assert [(f.scope_type, f.scope) for f in found] == [("access", "KZ/mobile")]
+    inside["mob1-2"][:] = [x for x in inside["mob1-2"] if x.ts < 97]       # one slow probe is not strong evidence
+    found = throttling_findings(m, "KZ", S, set())
+    assert [(f.scope_type, f.scope) for f in found] == []

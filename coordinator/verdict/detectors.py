@@ -57,15 +57,23 @@ def reachability_state(window: Iterable[Obs], s: Settings) -> ProbeState:
         return ProbeState("dark", drate, irate, len(reach), evidence=failed)
     if (irate is not None and drate is not None and len(intl) >= 2 and len(dom) >= 2
             and irate <= s.dark_max_success and drate >= s.domestic_min_success):
-        by_group: dict[str, list[bool]] = defaultdict(list)
-        for o in dom:
-            by_group[o.group].append(o.ok)
-        up = tuple(sorted(g for g, oks in by_group.items() if any(oks)))
-        down = tuple(sorted(g for g, oks in by_group.items() if not any(oks)))
-        return ProbeState("domestic_only", drate, irate, len(reach), up, down, failed)
+        return domestic_only_state(reach, s)
     if ambiguous(dom, intl, s):
         return ProbeState("unknown", drate, irate, len(reach))
     return ProbeState("ok", drate, irate, len(reach))
+
+
+def domestic_only_state(reach: Sequence[Obs], s: Settings) -> ProbeState:
+    """The ``domestic_only`` state of a window whose shape is known to be that (the domestic
+    groups still reached and those not: the allow-list shape)."""
+    dom = [o for o in reach if o.domestic]
+    by_group: dict[str, list[bool]] = defaultdict(list)
+    for o in dom:
+        by_group[o.group].append(o.ok)
+    up = tuple(sorted(g for g, oks in by_group.items() if any(oks)))
+    down = tuple(sorted(g for g, oks in by_group.items() if not any(oks)))
+    return ProbeState("domestic_only", _rate(dom), _rate([o for o in reach if not o.domestic]), len(reach), up, down,
+                      tuple(o.mid for o in reach if not o.ok))
 
 
 def ambiguous(dom: Sequence[Obs], intl: Sequence[Obs], s: Settings) -> bool:

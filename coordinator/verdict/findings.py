@@ -19,6 +19,7 @@ from coordinator.verdict.detectors import (
     ProbeInfo,
     ProbeState,
     ScopeHit,
+    domestic_only_state,
     down_scopes,
     http_blocked,
     per_target,
@@ -101,6 +102,7 @@ def _finish_classes(m: Moment, cc: str, hit: ScopeHit, classes: set[str], *, out
 def outage_findings(m: Moment, cc: str, s: Settings, observed: set[Key]) -> list[Finding]:
     probes = _country(m, cc)
     states = {p: _outage_state(m, p, s) for p in probes}
+    states.update(_domestic_only_together(m, probes, states, s))
     states.update(_silent_together(m, probes, states, s))
     down: dict[str, bool | None] = {}
     for p, info in probes.items():
@@ -175,6 +177,28 @@ def _outage_state(m: Moment, p: str, s: Settings) -> ProbeState:
         return st                                   # enough world results in the window: it decided
     wide = reachability_state(recent, s)
     return wide if wide.status == "domestic_only" else st
+
+
+def _domestic_only_together(m: Moment, probes: Mapping[str, ProbeInfo], states: Mapping[str, ProbeState],
+                            s: Settings) -> dict[str, ProbeState]:
+    """With ``confirm_min_probes`` probes in ``confirm_min_asns`` ASNs domestic-only, one world
+    result that failed is enough for another probe whose window shows nothing else from the world
+    and its domestic targets answering: its next world results are still timing out."""
+    dom = {p for p, st in states.items() if st.status == "domestic_only"}
+    if len(dom) < s.confirm_min_probes or len({probes[p].asn for p in dom}) < s.confirm_min_asns:
+        return {}
+    W = m.interval * s.window_intervals
+    out = {}
+    for p, st in states.items():
+        if st.down:
+            continue
+        recent = [o for o in m.inside.get(p, []) if o.test in REACHABILITY_TESTS and o.ts > m.h - W]
+        world = [o for o in recent if not o.domestic]
+        dom_obs = [o for o in recent if o.domestic]
+        rate = sum(1 for o in dom_obs if o.ok) / len(dom_obs) if dom_obs else 0.0
+        if world and not any(o.ok for o in world) and len(dom_obs) >= 2 and rate >= s.domestic_min_success:
+            out[p] = domestic_only_state(recent, s)
+    return out
 
 
 def _silent_together(m: Moment, probes: Mapping[str, ProbeInfo], states: Mapping[str, ProbeState],
@@ -270,6 +294,14 @@ def throttling_findings(m: Moment, cc: str, s: Settings, observed: set[Key]) -> 
         slow[p] = None if share is None or len(judged[p]) < 2 else share >= s.slow_fraction
         if slow[p] is not None:
             observed.update(_scopes_of("throttling", cc, info))
+    # strong evidence elsewhere: with at least two probes slow, a probe whose latest judged results
+    # (its last two, or its only one) are slow counts as slow - its healthy downloads from before the
+    # change would hold it back for most of the window
+    if sum(1 for v in slow.values() if v) >= 2:
+        for p, items in judged.items():
+            latest = sorted(items, key=lambda x: x[0].ts)[-2:]
+            if not slow[p] and latest and all(b for _, b in latest):
+                slow[p] = True
     for g in sorted({o.group for items in judged.values() for o, _ in items}):
         world[g] = _slow_share(_judged(m, m.others(g, cc, since)))
     out = []
@@ -286,6 +318,7 @@ def throttling_findings(m: Moment, cc: str, s: Settings, observed: set[Key]) -> 
                            {"targeted": False, "asns": list(hit.asns), "slow_probes": list(hit.probes),
                             "goodput_ratio": None if ratio is None else round(ratio, 4)}))
     cand: dict[str, list[tuple[str, Obs]]] = defaultdict(list)
+    late: dict[str, list[tuple[str, Obs]]] = defaultdict(list)   # latest download slow, older ones not
     for p, items in judged.items():
         if p in general or not items:
             continue
@@ -298,8 +331,15 @@ def throttling_findings(m: Moment, cc: str, s: Settings, observed: set[Key]) -> 
                     observed.add(("throttling", "target", f"{cc}|{o.group}"))
         for g, pairs in by_group.items():
             share = _slow_share(pairs)
-            if control is not None and control <= s.control_max_slow and share is not None and share >= s.slow_fraction:
+            if control is None or control > s.control_max_slow or share is None:
+                continue
+            if share >= s.slow_fraction:
                 cand[g] += [(p, o) for o, b in pairs if b]
+            elif max(pairs, key=lambda x: x[0].ts)[1]:
+                late[g] += [(p, o) for o, b in pairs if b]
+    for g, extra in late.items():      # its latest download of g is slow, and two others are: it is too
+        if len({p for p, _ in cand.get(g, [])}) >= 2:
+            cand[g] += extra
     for g, found in sorted(cand.items()):
         f = _per_target_finding(m, cc, g, found, "throttling", s, None)
         if (f is None or len(f.details["probes"]) < s.targeted_min_probes
