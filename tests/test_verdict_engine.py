@@ -182,6 +182,7 @@ def test_live_window_reads_what_load_dataset_reads(conn: sqlite3.Connection) -> 
     live = LiveDetector(S)
     fed: set[str] = set()
     steps = backs = 0
+    last_start = lowest = float("inf")
     for until in range(10, int(DURATION) + 1, 5):
         now = [r for r in records if _rel(r) < until and r["measurement_id"] not in fed
                and (r["measurement_id"] not in buffered or until >= REPAIR + 5)]
@@ -192,7 +193,9 @@ def test_live_window_reads_what_load_dataset_reads(conn: sqlite3.Connection) -> 
         plan = live.plan(conn)
         if plan is None:
             continue
-        backs += live.window.low is not None and plan.since - S.lookback_intervals * IV < live.window.low
+        start = plan.since - S.lookback_intervals * IV
+        backs += start < last_start
+        last_start, lowest = start, min(lowest, start)
         got = live.dataset(conn, plan.since, plan.until)
         want = load_dataset(conn, plan.since, plan.until, S)
         assert [o.mid for o in got.obs] == [o.mid for o in want.obs] and got.obs == want.obs
@@ -201,6 +204,10 @@ def test_live_window_reads_what_load_dataset_reads(conn: sqlite3.Connection) -> 
         steps += 1
     assert steps >= 15 and backs >= 1
     assert conn.execute("SELECT COUNT(*) FROM measurements WHERE flags LIKE '%future%'").fetchone()[0] > 0
+    # every row was parsed once, although the range moved back (the rows below it were kept)
+    assert live.window.parsed == conn.execute(
+        "SELECT COUNT(*) FROM measurements WHERE source = 'tocsin' AND start_ts >= ? AND (flags IS NULL OR "
+        "flags NOT LIKE '%future%')", (lowest,)).fetchone()[0]
 
 
 def test_late_pieces_of_a_blackout_the_coordinator_missed_raise_no_narrow_event(conn: sqlite3.Connection) -> None:

@@ -13,6 +13,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from coordinator.signals import Signal
@@ -30,6 +31,9 @@ from coordinator.verdict.settings import Settings
 from coordinator.verdict.signals_inside import Liveness, atlas_down
 from coordinator.verdict.tracker import Event, Tracker
 
+_BY_TIME = attrgetter("ts", "mid")     # observations in measurement-time order (ties by id)
+_TS = attrgetter("ts")
+
 
 @dataclass
 class Dataset:
@@ -45,7 +49,7 @@ class _Series:
     """One probe's (or one view's) observations, sorted, with a time index for windows."""
 
     def __init__(self, items: list[Obs]) -> None:
-        self.items = sorted(items, key=lambda o: (o.ts, o.mid))
+        self.items = sorted(items, key=_BY_TIME)
         self.ts = [o.ts for o in self.items]
 
     def window(self, a: float, b: float) -> list[Obs]:
@@ -55,7 +59,7 @@ class _Series:
 def probe_directory(obs: Sequence[Obs]) -> dict[str, ProbeInfo]:
     """Probes that measure from inside a country, with their latest network."""
     latest: dict[str, tuple[str, int | None, str | None]] = {}
-    for o in sorted(obs, key=lambda x: x.ts):    # stable: among equal times the last in input order wins
+    for o in sorted(obs, key=_TS):    # stable: among equal times the last in input order wins
         if o.inside and o.cc and o.probe:
             latest[o.probe] = (o.cc, o.asn, o.access)
     return {p: ProbeInfo(p, cc, asn, access or "fixed") for p, (cc, asn, access) in latest.items()}
@@ -73,28 +77,28 @@ def detect(data: Dataset, since: float, until: float, s: Settings | None = None)
     inside: dict[str, list[Obs]] = defaultdict(list)
     outside: dict[str, list[Obs]] = defaultdict(list)
     activity: dict[str, list[float]] = defaultdict(list)
-    for o in obs:
+    groups: dict[str, list[Obs]] = defaultdict(list)
+    firsts: dict[str, dict[str | None, float]] = defaultdict(dict)
+    receipts: dict[str, list[float]] = defaultdict(list)     # uploads arriving: the probe reached us
+    beating = data.heartbeats
+    for o in obs:                                            # one pass over the observations
         activity[o.probe].append(o.ts)
         if o.probe in probes:
             inside[o.probe].append(o)      # everything a probe in a watched country measured
         elif o.vantage == "outside" and o.target_cc and o.cc != o.target_cc:
             outside[o.target_cc].append(o)
-    series = {p: _Series(v) for p, v in inside.items()}
-    groups: dict[str, list[Obs]] = defaultdict(list)
-    for o in obs:
         groups[o.group].append(o)
-    group_series = {g: _Series(v) for g, v in groups.items()}
-    firsts: dict[str, dict[str | None, float]] = defaultdict(dict)
-    for o in obs:
-        firsts[o.group][o.cc] = min(o.ts, firsts[o.group].get(o.cc, math.inf))
-    out_series = {cc: _Series(v) for cc, v in outside.items()}
-    receipts: dict[str, list[float]] = defaultdict(list)     # uploads arriving: the probe reached us
-    for o in obs:
-        if o.received_ts is not None and o.probe in data.heartbeats:
+        first = firsts[o.group]
+        if o.ts < first.get(o.cc, math.inf):
+            first[o.cc] = o.ts
+        if o.received_ts is not None and o.probe in beating:
             receipts[o.probe].append(o.received_ts)
+    series = {p: _Series(v) for p, v in inside.items()}
+    group_series = {g: _Series(v) for g, v in groups.items()}
+    out_series = {cc: _Series(v) for cc, v in outside.items()}
     live = Liveness(data.heartbeats, activity, interval, s.silence_factor, receipts)
     base = Baselines(s)
-    feed = sorted(obs, key=lambda o: (o.ts, o.mid))
+    feed = sorted(obs, key=_BY_TIME)
     fed = 0
     countries = sorted({p.cc for p in probes.values()})
     last_data = max([o.ts for o in obs] + [t for ts in data.heartbeats.values() for t in ts], default=since)

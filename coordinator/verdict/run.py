@@ -11,8 +11,11 @@ from __future__ import annotations
 import bisect
 import sqlite3
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from coordinator.verdict.engine import Dataset, detect
 from coordinator.verdict.observations import Obs, obs_from_row
@@ -100,48 +103,91 @@ class LiveDetector:
         return result
 
 
+# The columns :func:`obs_from_row` reads (and ``seq``): a narrower row is cheaper to fetch than ``*``.
+OBS_COLUMNS = ("seq", "measurement_id", "probe_id", "probe_cc", "probe_asn", "probe_access", "test_name", "target",
+               "start_ts", "runtime_s", "success", "failure", "test_keys", "annotations", "received_ts")
+_SELECT = f"SELECT {', '.join(OBS_COLUMNS)} FROM measurements"
+KEYED_TESTS = frozenset(("throughput", "http", "dns"))   # the only tests whose test_keys obs_from_row reads
+RETAIN_ROWS = 200_000      # rows kept below the range between steps, so a range moving back re-reads none
+
+
 class Window:
     """The probe observations (``source = 'tocsin'``, not flagged future) with ``start_ts >= low``
     and ``seq <= hi``, kept sorted by (start_ts, seq) - the order of the measurement-time index -
     between live steps.  Stored rows never change, so each step reads only the rows with
-    ``seq > hi`` (a rowid range), plus the rows below ``low`` when the range moved back."""
+    ``seq > hi`` (a rowid range), plus the rows below ``low`` when the range moved back.
+
+    Rows below the range stay (up to :data:`RETAIN_ROWS` in all), so a range that moves forward and
+    back again (late uploads spread over the past) parses each row once.  Each row is read with the
+    columns :func:`obs_from_row` needs; its annotations text is parsed once per distinct text and
+    its test keys only for the tests that have keys the observation keeps (:data:`KEYED_TESTS`):
+    the observations are the same as :func:`coordinator.verdict.persist.load_dataset` 's (tested)."""
 
     def __init__(self) -> None:
         self.low: float | None = None
         self.hi = 0
         self.items: list[tuple[float, int, Obs]] = []
+        self.parsed = 0                      # rows read and parsed so far (each row once)
+        self._annotations: dict[str, Any] = {}
 
     def observations(self, conn: sqlite3.Connection, start: float, until: float) -> list[Obs]:
         top = max_seq(conn)         # every row up to this seq is committed: later reads see them all
         fresh: list[tuple[float, int, Obs]] = []
         if self.low is None:
-            fresh += self._rows(conn, f"SELECT * FROM measurements WHERE source = 'tocsin' AND start_ts >= ? AND "
-                                      f"seq <= ? AND {_NOT_FUTURE}", (start, top))
+            fresh += self._rows(conn, f"{_SELECT} WHERE source = 'tocsin' AND start_ts >= ? AND seq <= ? AND "
+                                      f"{_NOT_FUTURE}", (start, top))
             self.low, self.hi = start, top
         else:
             if top > self.hi:           # what arrived since the last step, by arrival order
-                fresh += [t for t in self._rows(conn, f"SELECT * FROM measurements WHERE seq > ? AND seq <= ? AND "
-                                                      f"+source = 'tocsin' AND {_NOT_FUTURE}", (self.hi, top))
+                fresh += [t for t in self._rows(conn, f"{_SELECT} WHERE seq > ? AND seq <= ? AND +source = 'tocsin' "
+                                                      f"AND {_NOT_FUTURE}", (self.hi, top))
                           if t[0] >= self.low]
             if start < self.low:        # the range moved back: the rows below the window
-                fresh += self._rows(conn, f"SELECT * FROM measurements WHERE source = 'tocsin' AND start_ts >= ? "
-                                          f"AND start_ts < ? AND seq <= ? AND {_NOT_FUTURE}", (start, self.low, top))
+                fresh += self._rows(conn, f"{_SELECT} WHERE source = 'tocsin' AND start_ts >= ? AND start_ts < ? "
+                                          f"AND seq <= ? AND {_NOT_FUTURE}", (start, self.low, top))
                 self.low = start
             self.hi = max(self.hi, top)
         if fresh:
             self.items = sorted(self.items + fresh)   # two sorted runs: a linear merge (seq is unique)
         cut = bisect.bisect_left(self.items, start, key=lambda t: t[0])
-        if cut:                                       # never needed again unless the range moves back
+        if cut and len(self.items) > RETAIN_ROWS:     # too many kept: drop what lies below the range
             del self.items[:cut]
-        self.low = max(start, self.low if self.low is not None else start)
+            self.low = start
+            cut = 0
         end = bisect.bisect_left(self.items, until, key=lambda t: t[0])
-        return [t[2] for t in self.items[:end]]
+        return [t[2] for t in self.items[cut:end]]
 
-    @staticmethod
-    def _rows(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[tuple[float, int, Obs]]:
-        out = [(o.ts, int(r["seq"]), o) for r in conn.execute(sql, args) for o in (obs_from_row(r),)]
+    def _rows(self, conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[tuple[float, int, Obs]]:
+        out = [(o.ts, seq, o) for seq, row in self._mappings(conn.execute(sql, args)) for o in (obs_from_row(row),)]
         out.sort(key=lambda t: (t[0], t[1]))
+        self.parsed += len(out)
         return out
+
+    def _mappings(self, cursor: sqlite3.Cursor) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(seq, row as a dict) with annotations parsed (once per distinct text) and test keys
+        parsed only where :func:`obs_from_row` reads them ({} elsewhere, which it reads as no keys)."""
+        cache = self._annotations
+        if len(cache) > 10_000:
+            cache.clear()
+        for values in cursor:
+            row = dict(zip(OBS_COLUMNS, values, strict=True))
+            text = row["annotations"]
+            if text is not None:
+                parsed = cache.get(text)
+                if parsed is None:
+                    parsed = cache[text] = _json_object(text)
+                row["annotations"] = parsed
+            row["test_keys"] = _json_object(row["test_keys"]) if row["test_name"] in KEYED_TESTS else {}
+            yield int(values[0]), row
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    """A JSON object's text parsed; {} for anything else (as ``obs_from_row`` reads a bad column)."""
+    try:
+        value = orjson.loads(text) if text else {}
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def describe(events: list[Event]) -> list[dict[str, Any]]:
