@@ -143,3 +143,59 @@ def test_a_probe_whose_latest_downloads_are_slow_joins_two_slow_probes() -> None
     inside["mob1-2"][:] = [x for x in inside["mob1-2"] if x.ts < 97]       # one slow probe is not strong evidence
     found = throttling_findings(m, "KZ", S, set())
     assert [(f.scope_type, f.scope) for f in found] == []
+
+
+def test_one_failed_world_result_is_enough_beside_three_domestic_only_probes() -> None:
+    """A border cut: three probes in two ASNs are domestic-only; fix-2 has one world result in its
+    window so far (a timeout), its domestic targets answer.  It is domestic-only too - so the
+    country is, not only the ASNs whose probes happened to measure the world first."""
+    h = 100.0
+    m = moment(h, set(PROBES) - {"fix-1", "fix-2"})
+    for p in ("fix-1", "fix-2"):
+        m.inside[p][:] = [x for x in m.inside[p] if x.domestic] + [o(p, h - 2.0, False, True), o(p, h - 4.0, True, True)]
+    m.states = {p: reachability_state([x for x in m.inside[p] if x.ts > h - IV], S) for p in PROBES}
+    assert m.states["fix-2"].status == "ok"
+    found = outage_findings(m, "KZ", S, set())
+    assert [(f.kind, f.scope_type, f.scope) for f in found] == [("domestic_only", "country", "KZ")]
+    # without domestic-only peers, one failed world result (after a success) decides nothing
+    for p in ("mob1-1", "mob1-2", "mob2-1"):
+        m.inside[p][:] = list(m.inside["fix-1"])
+    m.states = {p: reachability_state([x for x in m.inside[p] if x.ts > h - IV], S) for p in PROBES}
+    assert outage_findings(m, "KZ", S, set()) == []
+
+
+def test_targeted_throttle_counts_a_probe_whose_latest_download_of_the_target_is_slow() -> None:
+    """One service throttled: two probes' downloads of it are all slow since the change; a third has
+    one healthy download from before and a slow one since (share 0.5).  With the two, it is the
+    third probe the targeted rule needs (three probes), while the control stays fast everywhere."""
+    from coordinator.verdict.findings import throttling_findings
+
+    h = 100.0
+    base = Baselines(S)
+    inside: dict[str, list[Obs]] = {p: [] for p in PROBES}
+
+    def dl(p: str, ts: float, group: str, slow: bool) -> None:
+        cat = "control" if group == "control" else "international"
+        x = Obs(ts=ts, mid=f"tp-{p}-{group}-{ts}", probe=p, cc="KZ", asn=PROBES[p].asn, access=PROBES[p].access,
+                test="throughput", target=group, ok=True, failure=None, runtime_s=1.5, category=cat,
+                target_cc="NL", group=group, vantage="inside", goodput_bps=1e5 if slow else 2e7)
+        inside[p].append(x)
+        base.slow[x.mid] = slow
+        base.ratio[x.mid] = 0.01 if slow else 1.0
+
+    for p in PROBES:
+        dl(p, 96.5, "control", False)
+        dl(p, 98.5, "control", False)
+    for p in ("fix-1", "mob1-1"):
+        dl(p, 96.0, "social", True)
+        dl(p, 98.0, "social", True)
+    dl("mob2-1", 96.2, "social", False)
+    dl("mob2-1", 98.2, "social", True)
+    live = Liveness({p: [h - 3 + 0.5 * i for i in range(7)] for p in PROBES}, {}, IV, S.silence_factor)
+    m = Moment(h=h, interval=IV, probes=PROBES, states={p: ProbeState("ok") for p in PROBES}, base=base, atlas=[],
+               inside=inside, outside={}, others=lambda g, cc, since: [], others_ever=lambda g, cc: False, live=live)
+    found = throttling_findings(m, "KZ", S, set())
+    assert [(f.scope_type, f.scope, f.details["probes"]) for f in found] == [
+        ("target", "KZ|social", ["fix-1", "mob1-1", "mob2-1"])]
+    inside["mob2-1"][-1:] = []                                # its latest download of social was fast: not it
+    assert throttling_findings(m, "KZ", S, set()) == []
