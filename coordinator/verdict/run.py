@@ -139,9 +139,8 @@ class Window:
             self.low, self.hi = start, top
         else:
             if top > self.hi:           # what arrived since the last step, by arrival order
-                fresh += [t for t in self._rows(conn, f"{_SELECT} WHERE seq > ? AND seq <= ? AND +source = 'tocsin' "
-                                                      f"AND {_NOT_FUTURE}", (self.hi, top))
-                          if t[0] >= self.low]
+                fresh += self._rows(conn, f"{_SELECT} WHERE seq > ? AND seq <= ? AND +source = 'tocsin' AND "
+                                          f"+start_ts >= ? AND {_NOT_FUTURE}", (self.hi, top, self.low))
             if start < self.low:        # the range moved back: the rows below the window
                 fresh += self._rows(conn, f"{_SELECT} WHERE source = 'tocsin' AND start_ts >= ? AND start_ts < ? "
                                           f"AND seq <= ? AND {_NOT_FUTURE}", (start, self.low, top))
