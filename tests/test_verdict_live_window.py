@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coordinator import db
+from coordinator.store import insert_measurements
 from coordinator.verdict.persist import load_dataset
 from coordinator.verdict.run import LiveDetector
 from coordinator.verdict.settings import Settings
-from coordinator.store import insert_measurements
 from coordinator.verdict.synthetic import Campaign, Fault, inside, load
 from probe.record import time_to_epoch
 
