@@ -325,3 +325,90 @@ def test_ping_float_check_reads_the_annotations_too(tmp_path: Path) -> None:
     assert counts.inserted == 1
     assert conn.execute("SELECT content_hash FROM measurements").fetchone()[0] == content_hash(rec)
     conn.close()
+
+
+def test_stored_rows_are_the_store_rows_with_nulls(tmp_path: Path) -> None:
+    """Every sample imported (NaN bound for NULL, many rows a statement): each stored row is the row
+    store.row_from_record makes of the same record, NULL where it has None, and nothing else."""
+    from coordinator.atlas.importer import import_paths
+    from coordinator.atlas.normalize import ProbeInfo, normalize
+    from coordinator.db import open_writer
+    from coordinator.store import MEASUREMENT_COLUMNS, row_from_record
+
+    texts = [line for kind in ("ping", "traceroute", "dns", "http", "sslcert") for line in lines(kind)]
+    f = tmp_path / "all.jsonl"
+    f.write_text("\n".join([*lines("probes"), *texts]) + "\n")
+    conn = open_writer(tmp_path / "data")
+    counts = import_paths(conn, [f], batch=70)
+    conflicts = len(texts) - counts.inserted                 # two pairs of samples share an id (a dns, an sslcert)
+    assert conflicts == counts.malformed == 2
+    assert all("appears twice in the batch with different content" in r for r in counts.reasons)
+    probes = {json.loads(p)["id"]: ProbeInfo(json.loads(p)["id"], json.loads(p)["country_code"],
+                                             json.loads(p)["asn_v4"]) for p in lines("probes")}
+    cols = ", ".join(MEASUREMENT_COLUMNS)
+    stored = {r[0]: r for r in conn.execute(f"SELECT {cols} FROM measurements")}
+    seen = 0
+    for text in texts:
+        rec = normalize(json.loads(text), probes=probes)
+        got = stored.get(rec["measurement_id"])
+        if got is None or got[1] != row_from_record(rec, 0.0)[1]:
+            continue                                          # the second of a conflicting pair
+        expected = row_from_record(rec, got[20])             # received_ts as stored
+        got = tuple(got)
+        assert got[:18] == expected[:18] and got[19:] == expected[19:], rec["measurement_id"]
+        assert json.loads(got[18]) == json.loads(expected[18])   # test_keys: ours has sorted keys
+        seen += 1
+    assert seen == counts.inserted
+    nulls = conn.execute("SELECT COUNT(*) FROM measurements WHERE campaign_id IS NULL AND task_id IS NULL "
+                         "AND probe_access IS NULL").fetchone()[0]
+    assert nulls == seen
+    assert conn.execute("SELECT COUNT(*) FROM measurements WHERE typeof(failure) = 'real' OR "
+                        "typeof(probe_cc) = 'real' OR typeof(flags) = 'real'").fetchone()[0] == 0
+    conn.close()
+
+
+def test_a_batch_with_some_stored_results_is_decided_one_by_one(tmp_path: Path) -> None:
+    """The first result of the batch is new, later ones are stored already (the same, or another
+    Atlas result under the same id) or repeated: nothing of the optimistic insert is kept, and
+    each result gets the outcome the store's rules give it."""
+    from coordinator.atlas.importer import import_paths
+    from coordinator.db import open_writer
+
+    pings = lines("ping")
+    first = tmp_path / "first.jsonl"
+    first.write_text("\n".join(pings[2:6]) + "\n")
+    conn = open_writer(tmp_path / "data")
+    assert import_paths(conn, [first]).inserted == 4
+    changed = json.loads(pings[4])
+    changed["avg"] = 99.5
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("\n".join([pings[10], pings[3], json.dumps(changed), pings[11], pings[10]]) + "\n")
+    counts = import_paths(conn, [mixed])
+    assert (counts.inserted, counts.duplicates, counts.malformed) == (2, 2, 1)
+    mid = f"atlas-{changed['msm_id']}-{changed['prb_id']}-{changed['timestamp']}"
+    assert dict(counts.reasons) == {
+        f"conflict: measurement_id {mid} is already stored with a different Atlas result": 1}
+    assert conn.execute("SELECT COUNT(*) FROM measurements").fetchone()[0] == 6
+    assert conn.execute("SELECT COUNT(*) FROM atlas_raw").fetchone()[0] == 6
+    assert conn.execute("SELECT raw FROM atlas_raw WHERE measurement_id = ?", (mid,)).fetchone()[0] == pings[4]
+    conn.close()
+
+
+def test_many_rows_a_statement_and_the_remainder(tmp_path: Path) -> None:
+    """Batches larger than one statement's rows, with a remainder, store every row once."""
+    from coordinator.atlas import write
+    from coordinator.atlas.importer import import_paths
+    from coordinator.db import open_writer
+
+    base = [json.loads(x) for x in lines("ping")]
+    n = write.ROWS_PER_INSERT * 2 + 7
+    texts = [json.dumps({**base[i % len(base)], "prb_id": 100000 + i}) for i in range(n)]
+    f = tmp_path / "many.jsonl"
+    f.write_text("\n".join(texts) + "\n")
+    conn = open_writer(tmp_path / "data")
+    assert import_paths(conn, [f], batch=n).inserted == n
+    assert tuple(conn.execute("SELECT COUNT(DISTINCT measurement_id), COUNT(*) FROM measurements").fetchone()) == (n, n)
+    assert conn.execute("SELECT COUNT(*) FROM atlas_raw").fetchone()[0] == n
+    again = import_paths(conn, [f], batch=n)
+    assert again.inserted == 0 and again.duplicates == n
+    conn.close()

@@ -34,19 +34,17 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from coordinator.atlas import write
 from coordinator.atlas.normalize import ProbeInfo, TargetCountry, measurement_id_for, normalize
 from coordinator.atlas.parse import MalformedResult
-from coordinator.store import MEASUREMENT_COLUMNS, timestamp_flag
+from coordinator.atlas.write import NULL
+from coordinator.store import timestamp_flag
 from probe.record import RecordError, content_hash, validate_epoch
 
 if TYPE_CHECKING:  # storage imports this module
     from coordinator.atlas.storage import Counts
 
 _SORT = orjson.OPT_SORT_KEYS
-_INSERT = (f"INSERT INTO measurements ({', '.join(MEASUREMENT_COLUMNS)}) "
-           f"VALUES ({', '.join('?' * len(MEASUREMENT_COLUMNS))}) ON CONFLICT(measurement_id) DO NOTHING")
-_INSERT_RAW = "INSERT OR IGNORE INTO atlas_raw VALUES (?, ?, ?, ?, ?, ?)"
-CHUNK = 500  # ids per IN (...) query
 _TAILS: dict[tuple[str, str], bytes] = {}
 _KEYS_KEY = b'"test_keys":'
 _MSM_TEXTS: dict[str, str] = {}
@@ -176,20 +174,29 @@ def built_epoch(record: dict[str, Any], timestamp: Any) -> float | None:
     return float(timestamp)  # start_time is sagan's UTC datetime of this integer: the same second
 
 
-def row(record: dict[str, Any], received_ts: float, start_ts: float | None = None,
-        plain: bool = False) -> tuple[Any, ...]:
-    """The ``measurements`` row of a record (as ``store.row_from_record``, ``test_keys`` text with
-    sorted keys); :class:`probe.record.RecordError` when the envelope refuses it.  ``start_ts``:
-    the record is known valid (:func:`built_epoch`); ``plain``: see :func:`hash_and_texts`."""
+def atlas_row(record: dict[str, Any], received_ts: float, start_ts: float | None = None,
+              plain: bool = False) -> tuple[Any, ...]:
+    """The ``measurements`` row of a record as ``store.row_from_record`` makes it (``test_keys`` text
+    with sorted keys), with :data:`coordinator.atlas.write.NULL` for NULL; :class:`probe.record.RecordError`
+    when the envelope refuses it.  ``start_ts``: the record is known valid (:func:`built_epoch`);
+    ``plain``: see :func:`hash_and_texts`."""
     if start_ts is None:
         start_ts = validate_epoch(record)
     digest, keys, ann = hash_and_texts(record, plain)
     get = record.get
+    failure = record["failure"]
     return (record["measurement_id"], digest, record["schema_version"], record["test_name"],
-            record["test_version"], record["target"], get("probe_id"), get("campaign_id"), get("task_id"),
-            record["source"], get("probe_cc"), get("probe_asn"), get("probe_access"), record["start_time"],
-            start_ts, record["runtime_s"], 1 if record["success"] else 0, record["failure"], keys, ann,
-            received_ts, timestamp_flag(start_ts, received_ts))
+            record["test_version"], record["target"], get("probe_id", NULL), get("campaign_id", NULL),
+            get("task_id", NULL), record["source"], get("probe_cc", NULL), get("probe_asn", NULL),
+            get("probe_access", NULL), record["start_time"], start_ts, record["runtime_s"],
+            1 if record["success"] else 0, NULL if failure is None else failure, keys,
+            NULL if ann is None else ann, received_ts, timestamp_flag(start_ts, received_ts) or NULL)
+
+
+def row(record: dict[str, Any], received_ts: float, start_ts: float | None = None,
+        plain: bool = False) -> tuple[Any, ...]:
+    """:func:`atlas_row` with None for NULL."""
+    return tuple(None if v is NULL else v for v in atlas_row(record, received_ts, start_ts, plain))
 
 
 def _mid(raw: Any) -> str | None:
@@ -199,12 +206,20 @@ def _mid(raw: Any) -> str | None:
         return None
 
 
-def _lookup(conn: sqlite3.Connection, sql: str, ids: Sequence[str]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for i in range(0, len(ids), CHUNK):
-        chunk = ids[i:i + CHUNK]
-        found.update(conn.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall())
-    return found
+_DUPLICATE = object()   # the outcome of a result stored before with the same text
+
+
+def _stored_raw(conn: sqlite3.Connection, mids: list[str | None]) -> dict[str, str]:
+    return write.lookup(conn, "SELECT measurement_id, raw FROM atlas_raw WHERE measurement_id IN ({})",
+                        [m for m in mids if m is not None])
+
+
+def _old(mid: str, old: str, raw: Any, text: str | None) -> object:
+    """The outcome of a result whose id is in ``atlas_raw``: the same Atlas result is a duplicate even
+    when the probe metadata known now would enrich its record differently; other content a conflict."""
+    if (text is not None and old == text) or orjson.loads(old) == raw:
+        return _DUPLICATE
+    return f"conflict: measurement_id {mid} is already stored with a different Atlas result"
 
 
 def store_results(conn: sqlite3.Connection, raws: Iterable[Any], counts: Counts, *,
@@ -215,84 +230,63 @@ def store_results(conn: sqlite3.Connection, raws: Iterable[Any], counts: Counts,
     if texts is None:
         texts = [None] * len(raws)
     mids = [_mid(r) for r in raws]
-    stored_raw = _lookup(conn, "SELECT measurement_id, raw FROM atlas_raw WHERE measurement_id IN ({})",
-                         [m for m in mids if m is not None])
+    # A batch whose first result is stored already is probably a re-import: decide those results
+    # before parsing them.  Otherwise parse everything and try to insert it all at once.
+    first = next((m for m in mids if m is not None), None)
+    stored_raw = _stored_raw(conn, mids) if first is not None and write.raw_stored(conn, first) else None
     received = time.time()
-    rows: list[tuple[Any, ...]] = []     # (row, raw row) of each record that may be stored
+    # per result: (row, raw row), a reason it is refused (str), or _DUPLICATE
+    outcomes: list[Any] = []
+    add = outcomes.append
     for raw, mid, text in zip(raws, mids, texts, strict=True):
-        if mid is not None and mid in stored_raw:
-            # The result is already stored: the same Atlas result is a duplicate even when the probe
-            # metadata known now would enrich its record differently; other content is a conflict.
-            old = stored_raw[mid]
-            if (text is not None and old == text) or orjson.loads(old) == raw:
-                counts.duplicates += 1
-            else:
-                counts.bad(f"conflict: measurement_id {mid} is already stored with a different Atlas result")
+        if stored_raw is not None and mid is not None and mid in stored_raw:
+            add(_old(mid, stored_raw[mid], raw, text))
             continue
         if text is None:
             try:
                 text = orjson.dumps(raw).decode()  # before parsing: sagan may alter what it parses
             except TypeError as exc:   # an integer beyond 64 bits (a result decoded by another library)
-                counts.bad(f"{exc}"[:200])
+                add(f"{exc}"[:200])
                 continue
         try:
             rec = normalize(raw, probes=probes, target_cc=target_cc, mid=mid, check=False)
         except MalformedResult as exc:
-            counts.bad(str(exc))
+            add(str(exc))
             continue
         try:
-            r = row(rec, received, built_epoch(rec, raw["timestamp"]),
-                    rec["test_name"] == "ping" and plain_ping(rec))
+            r = atlas_row(rec, received, built_epoch(rec, raw["timestamp"]),
+                          rec["test_name"] == "ping" and plain_ping(rec))
         except RecordError as exc:   # the envelope's reason, as the store gives it
-            counts.bad(str(exc))
+            add(str(exc))
             continue
         except TypeError as exc:     # orjson cannot write it (the store could not either)
-            counts.bad(f"{rec['test_name']}: {exc}"[:200])
+            add(f"{rec['test_name']}: {exc}"[:200])
             continue
-        rows.append((r, (r[0], raw["msm_id"], raw["prb_id"], raw["timestamp"], r[3], text)))
-    if rows:
-        _write(conn, rows, counts)
+        add((r, (r[0], raw["msm_id"], raw["prb_id"], raw["timestamp"], r[3], text)))
+    pairs = [o for o in outcomes if o.__class__ is tuple]
+    if stored_raw is None:
+        if not pairs or write.insert_new(conn, [r for r, _ in pairs], [x for _, x in pairs]):
+            _count(outcomes, counts)
+            counts.inserted += len(pairs)
+            counts.inserted_ids.extend(r[0] for r, _ in pairs)
+            return
+        # an id of the batch is stored already, or is in it twice: decide each result
+        stored_raw = _stored_raw(conn, mids)
+        for i, (raw, mid, text) in enumerate(zip(raws, mids, texts, strict=True)):
+            if mid is not None and mid in stored_raw:
+                outcomes[i] = _old(mid, stored_raw[mid], raw, text)
+        pairs = [o for o in outcomes if o.__class__ is tuple]
+    _count(outcomes, counts)
+    if pairs:
+        inserted = write.decide_and_write(conn, pairs, counts)
+        counts.inserted += len(inserted)
+        counts.inserted_ids.extend(inserted)
 
 
-def _write(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], counts: Counts) -> None:
-    """Decide each row against the stored ``measurements`` and the batch itself, inside the write
-    transaction (another process may be writing too), and store the new ones."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        stored = _lookup(conn, "SELECT measurement_id, content_hash FROM measurements WHERE measurement_id IN ({})",
-                         [r[0][0] for r in rows])
-        seen: dict[str, tuple[str, str | None]] = {}    # id -> (hash, conflict of the first copy)
-        fresh, raw_rows, inserted = [], [], []
-        for r, raw_row in rows:
-            mid, digest = r[0], r[1]
-            if mid in seen:
-                # a second copy in the batch shares its first copy's fate (as in store.write_prepared)
-                first, conflict = seen[mid]
-                if first != digest:
-                    counts.bad(f"conflict: measurement_id {mid} appears twice in the batch with different content")
-                elif conflict:
-                    counts.bad(conflict)
-                else:
-                    counts.duplicates += 1
-                continue
-            known = stored.get(mid)
-            if known is not None and known != digest:
-                conflict = f"conflict: measurement_id {mid} is already stored with different content"
-                seen[mid] = (digest, conflict)
-                counts.bad(conflict)
-                continue
-            seen[mid] = (digest, None)
-            raw_rows.append(raw_row)
-            if known is None:
-                fresh.append(r)
-                inserted.append(mid)
-            else:
-                counts.duplicates += 1
-        conn.executemany(_INSERT, fresh)
-        conn.executemany(_INSERT_RAW, raw_rows)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    counts.inserted += len(inserted)
-    counts.inserted_ids.extend(inserted)
+def _count(outcomes: list[Any], counts: Counts) -> None:
+    """Count the duplicates and refusals among ``outcomes``, in order."""
+    for o in outcomes:
+        if o is _DUPLICATE:
+            counts.duplicates += 1
+        elif o.__class__ is str:
+            counts.bad(o)

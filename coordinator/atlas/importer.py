@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +21,9 @@ from coordinator.atlas import storage
 from coordinator.atlas.normalize import ProbeInfo
 from coordinator.atlas.storage import Counts
 
-# Items per transaction.  Larger batches keep more objects alive for the cyclic GC's full passes: with
-# 5000 traceroutes a batch, those passes took ~18% of the import; 500 measured best for traceroute and
-# no worse for ping (bench/bench_atlas_import.py, 250-5000).
+# Items per transaction.  Before the cyclic GC was paused for imports, larger batches kept more objects
+# alive for its full passes (with 5000 traceroutes a batch those took ~18% of the import), and 500
+# measured best (bench/bench_atlas_import.py, 250-5000).
 BATCH = 500
 WAL_PAGES = 65536  # pages (256 MiB at 4 KiB) between WAL checkpoints during an import
 
@@ -104,32 +104,43 @@ def import_paths(conn: sqlite3.Connection, paths: list[Path], batch: int = BATCH
     """Import ``paths``; files of probe objects go first so results get their probes' country/ASN."""
     counts = Counts()
     lookups = _Lookups()
-    with _bulk_checkpoints(conn):
+    with _bulk_checkpoints(conn), _young_collections() as collect:
         for path in sorted(paths, key=lambda p: not _holds_probes(p)):
             pending: list[tuple[Any, str | None]] = []
             for pair in iter_items(path, counts):
                 pending.append(pair)
                 if len(pending) >= batch:
-                    _store_batch(conn, pending, counts, lookups)
+                    store_items(conn, pending, counts, lookups)
                     pending = []
+                    collect()
             if pending:
-                _store_batch(conn, pending, counts, lookups)
+                store_items(conn, pending, counts, lookups)
+                pending = []
+                collect()
     return counts
 
 
-def _store_batch(conn: sqlite3.Connection, items: list[tuple[Any, str | None]], counts: Counts,
-                 lookups: _Lookups) -> None:
-    """:func:`store_items` with the cyclic garbage collector paused for the batch.
+def _collect_young(was_on: bool) -> None:
+    if was_on:
+        gc.collect(0)
 
-    Parsing a result makes dozens of small objects (sagan's), none in a reference cycle: reference
-    counting frees them all, and the collector's passes over them found nothing while taking ~10% of
-    an import.  It is switched back on after each batch (if it was on), so a cycle made anyway is
-    collected then.
+
+@contextmanager
+def _young_collections() -> Iterator[Callable[[], None]]:
+    """The cyclic garbage collector paused for the import; what it does is a young collection after
+    each batch (the call yielded), when it was on.
+
+    Reading and parsing a result makes dozens of small objects (orjson's, sagan's), none in a
+    reference cycle: reference counting frees them all.  With the collector on, the batch read but
+    not yet stored survived its young collections into the older generations, whose passes found
+    nothing while taking ~2% of a ping import's instructions (~10% of its time before it was paused
+    while storing).  Every object made during a batch is still in the young generation when the
+    batch is done, so a cycle made anyway is freed by that collection.
     """
     was_on = gc.isenabled()
     gc.disable()
     try:
-        store_items(conn, items, counts, lookups)
+        yield lambda: _collect_young(was_on)
     finally:
         if was_on:
             gc.enable()
