@@ -32,14 +32,6 @@ class MalformedResult(ValueError):
 
 _PING_NAMES = ("af", "protocol", "destination_address", "destination_name", "packets_sent", "packets_received",
                "packet_size", "duplicates", "rtt_min", "rtt_median", "rtt_max", "rtt_average", "step")
-_PING_VALUES = attrgetter(*_PING_NAMES)
-
-
-def _ping(r: Any) -> dict[str, Any]:
-    out = dict(zip(_PING_NAMES, _PING_VALUES(r), strict=True))   # one C call for the plain attributes
-    out["packets"] = [{"rtt": p.rtt, "ttl": p.ttl, "dup": p.dup, "source_address": p.source_address}
-                      for p in r.packets]
-    return out
 
 
 _RAW = attrgetter("raw_data")
@@ -182,8 +174,9 @@ def _sslcert(r: Any) -> dict[str, Any]:
     return out
 
 
+# each type's values besides _common's (a ping's are both at once: _ping_all)
 _TYPE_VALUES: dict[str, Callable[[Any], dict[str, Any]]] = {
-    "ping": _ping, "traceroute": _traceroute, "dns": _dns, "http": _http, "sslcert": _sslcert}
+    "traceroute": _traceroute, "dns": _dns, "http": _http, "sslcert": _sslcert}
 
 
 # The class ``Result.get`` picks for each type, called directly (``Result.get`` runs an import
@@ -192,8 +185,31 @@ _CLASSES: dict[str, type] = {"ping": PingResult, "traceroute": TracerouteResult,
                              "http": HttpResult, "sslcert": SslResult}
 
 
+_PING_ALL = _COMMON + _PING_NAMES
+_PING_ALL_VALUES = attrgetter(*_PING_ALL)
+
+
+def _ping_all(raw: dict[str, Any]) -> dict[str, Any]:
+    """The sagan values of a ping: one C call for all the plain attributes (common and ping's)."""
+    r = PingResult(raw, on_error=ParsingDict.ACTION_IGNORE, on_malformation=ParsingDict.ACTION_IGNORE)
+    out = dict(zip(_PING_ALL, _PING_ALL_VALUES(r), strict=True))
+    out["type"] = "ping"
+    ts = raw["timestamp"]
+    if ts.__class__ is int:   # as in _common
+        out["created"] = _utc_iso(ts)
+        out["created_timestamp"] = ts
+    else:
+        out["created"] = r.created.isoformat()
+        out["created_timestamp"] = r.created_timestamp
+    out["packets"] = [{"rtt": p.rtt, "ttl": p.ttl, "dup": p.dup, "source_address": p.source_address}
+                      for p in r.packets]
+    return out
+
+
 def _sagan(raw: dict[str, Any], kind: str) -> dict[str, Any]:
-    if kind == "ping" or kind == "traceroute":  # no warnings to silence: skip the (per-call) filter copy
+    if kind == "ping":
+        return _ping_all(raw)
+    if kind == "traceroute":  # no warnings to silence: skip the (per-call) filter copy
         r = _CLASSES[kind](raw, on_error=ParsingDict.ACTION_IGNORE, on_malformation=ParsingDict.ACTION_IGNORE)
     else:
         with warnings.catch_warnings():  # sagan reads cryptography's deprecated naive datetimes
