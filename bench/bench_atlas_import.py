@@ -1,8 +1,8 @@
 """Atlas import (parse, normalise, store) vs ripe.atlas.sagan's bare parse, per type, same results, same run.
 
 The result set is the shared samples replicated with varied prb_id and timestamp.  Ours: the
-``atlas import`` path (orjson, sagan-exact parse, record, ``insert_measurements`` into a fresh
-SQLite file, raw result into ``atlas_raw``).  Peer: ``Result.get(json_text)`` of sagan 2.0.1 on the
+``atlas import`` path (orjson, sagan's parse, record, the rows ``insert_measurements`` would write
+into a fresh SQLite file, the raw result into ``atlas_raw``, the WAL checkpointed at the end).  Peer: ``Result.get(json_text)`` of sagan 2.0.1 on the
 same lines.  Median of N runs (default 3).  Target: ours >= 50% of sagan's rate.
 
     python bench/bench_atlas_import.py [--ping N] [--traceroute N] [--runs 3]

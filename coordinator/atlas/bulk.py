@@ -7,8 +7,11 @@ duplicate; same id, other content: a conflict, reported; a record the envelope r
 with the envelope's reason) - plus the original result in ``atlas_raw``, in one transaction per
 batch.  It is cheaper for Atlas results because it knows what it writes:
 
-- a result whose id is already in ``atlas_raw`` is decided before it is parsed (one query a batch:
-  the stored text equal to the line read is a duplicate without decoding anything);
+- a batch is inserted whole, optimistically, without looking its ids up (:mod:`coordinator.atlas.write`);
+  only when an id turns out to be stored or repeated is each result decided by look-ups, and a
+  result whose id is already in ``atlas_raw`` then counts before its parse (the stored text equal
+  to the line read is a duplicate without decoding anything).  A batch whose first result is in
+  ``atlas_raw`` (a re-import) is decided that way before anything is parsed;
 - ``test_keys`` is serialised once (sorted keys): that text is stored and also spliced into the
   canonical JSON the content hash is taken of (the other envelope keys sort before ``test_keys``,
   except ``test_name`` and ``test_version``), instead of serialising the record twice;
@@ -18,9 +21,10 @@ batch.  It is cheaper for Atlas results because it knows what it writes:
 - the envelope of a ping or traceroute record the normaliser built is checked only where the input
   can reach it (timestamp range, id and target lengths, the probe's stored country/ASN): every other
   field is valid by construction; anything else gets the full ``probe.record.validate_epoch``, and
-  whatever the cheap check does not vouch for does too, so a refusal keeps the envelope's reason;
+  whatever the cheap check does not vouch for does too, so a refusal keeps the envelope's reason.
 
-The tests compare every row with ``store.row_from_record`` for every shared sample.
+The tests compare every row (built, and as stored) with ``store.row_from_record`` for every shared
+sample.
 """
 
 from __future__ import annotations
