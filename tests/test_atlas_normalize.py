@@ -127,3 +127,19 @@ def test_mutated_samples_never_crash(index: int, path: list[str], value: Any) ->
 def test_samples_directory_found() -> None:
     assert (SAMPLES / "expected.json").is_file(), f"samples not found at {SAMPLES}"
     assert Path(standin.default_samples()) == SAMPLES
+
+
+@pytest.mark.parametrize(("key", "raw"), samples("ping"), ids=[k for k, _ in samples("ping")])
+def test_ping_values_from_sagans_instance_dict_are_its_attributes(key: str, raw: dict[str, Any]) -> None:
+    """A ping's values copied from sagan's PingResult ``__dict__`` are exactly its attributes read by
+    name (same keys, same values and types), so a sagan with other attributes fails here."""
+    from ripe.atlas.sagan.ping import PingResult
+
+    from coordinator.atlas import parse
+
+    fast, slow = parse._ping_all(copy.deepcopy(raw)), parse._ping_by_name(copy.deepcopy(raw))
+    assert fast == slow and list(map(type, fast.values())) == [type(slow[k]) for k in fast]
+    assert set(fast) == {*parse._PING_ALL, "type", "created", "created_timestamp", "packets"}
+    # and the copy is the way taken
+    attrs = {k for k in vars(PingResult(copy.deepcopy(raw))) if k not in parse._PING_NOT_VALUES}
+    assert attrs == {*parse._PING_ALL, "created", "packets"} and len(attrs) == parse._PING_DICT_LEN

@@ -187,12 +187,32 @@ _CLASSES: dict[str, type] = {"ping": PingResult, "traceroute": TracerouteResult,
 
 _PING_ALL = _COMMON + _PING_NAMES
 _PING_ALL_VALUES = attrgetter(*_PING_ALL)
+# PingResult's instance attributes that are not values (created and packets are replaced)
+_PING_NOT_VALUES = ("raw_data", "_on_error", "_on_malformation", "bundle")
+_PING_DICT_LEN = len(_PING_ALL) + 2
 
 
 def _ping_all(raw: dict[str, Any]) -> dict[str, Any]:
-    """The sagan values of a ping: one C call for all the plain attributes (common and ping's)."""
+    """The sagan values of a ping.  Every value is an instance attribute of sagan's PingResult (no
+    property among them), so its ``__dict__`` copied is one C call, ~2 µs less than getting the 22
+    attributes into a new dict; when the attributes are not the expected ones (another sagan), they
+    are read one by one (the tests compare the two ways on every sample)."""
     r = PingResult(raw, on_error=ParsingDict.ACTION_IGNORE, on_malformation=ParsingDict.ACTION_IGNORE)
-    out = dict(zip(_PING_ALL, _PING_ALL_VALUES(r), strict=True))
+    out = r.__dict__.copy()
+    for name in _PING_NOT_VALUES:
+        out.pop(name, None)
+    if len(out) != _PING_DICT_LEN or "created" not in out or "packets" not in out:
+        out = dict(zip(_PING_ALL, _PING_ALL_VALUES(r), strict=True))
+    return _ping_rest(r, raw, out)
+
+
+def _ping_by_name(raw: dict[str, Any]) -> dict[str, Any]:
+    """:func:`_ping_all`, every attribute read by name (what the tests compare it with)."""
+    r = PingResult(raw, on_error=ParsingDict.ACTION_IGNORE, on_malformation=ParsingDict.ACTION_IGNORE)
+    return _ping_rest(r, raw, dict(zip(_PING_ALL, _PING_ALL_VALUES(r), strict=True)))
+
+
+def _ping_rest(r: Any, raw: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     out["type"] = "ping"
     ts = raw["timestamp"]
     if ts.__class__ is int:   # as in _common
