@@ -412,3 +412,18 @@ def test_many_rows_a_statement_and_the_remainder(tmp_path: Path) -> None:
     again = import_paths(conn, [f], batch=n)
     assert again.inserted == 0 and again.duplicates == n
     conn.close()
+
+
+def test_measurement_id_of_a_raw_result_is_measurement_id_for() -> None:
+    """The import's id of a raw result (a shortcut for plain integers) is normalize's own id."""
+    from coordinator.atlas import bulk
+    from coordinator.atlas.normalize import measurement_id_for
+
+    for msm, prb, ts in ((1001, 6001, 1641000000), (7, 1, 0), (1, 2, -5), (1, 2, 1641000000.0), (1, 2, 1.5),
+                         (1, 2, 2**1000 - 1), (1, 2, 2**1100), ("3", 4, 5), (True, 4, 5), (1, None, 5)):
+        try:
+            expected: str | None = measurement_id_for(msm, prb, ts)
+        except (TypeError, ValueError, OverflowError):
+            expected = None
+        assert bulk._mid({"msm_id": msm, "prb_id": prb, "timestamp": ts}) == expected, (msm, prb, ts)
+    assert bulk._mid({"msm_id": 1}) is None and bulk._mid("x") is None

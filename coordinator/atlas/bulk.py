@@ -56,6 +56,7 @@ _STR_OR_NONE = frozenset((str, type(None)))
 _PING_RTTS = itemgetter("rtt_min", "rtt_max", "rtt_average", "rtt_median")
 _BUILT_FAST = frozenset(("ping", "traceroute"))  # the types whose records :func:`built_epoch` knows
 _YEAR_10000 = 253402300800  # first timestamp sagan cannot make a datetime of
+_HUGE = 2**1000             # integers measurement_id_for takes as floats without overflow
 
 
 def plain_floats(values: Iterable[Any]) -> bool:
@@ -204,8 +205,12 @@ def row(record: dict[str, Any], received_ts: float, start_ts: float | None = Non
 
 
 def _mid(raw: Any) -> str | None:
+    """:func:`measurement_id_for` of the result, None when it has none (the parse then says why)."""
     try:
-        return measurement_id_for(raw["msm_id"], raw["prb_id"], raw["timestamp"])
+        msm, prb, ts = raw["msm_id"], raw["prb_id"], raw["timestamp"]
+        if msm.__class__ is int and prb.__class__ is int and ts.__class__ is int and -_HUGE < ts < _HUGE:
+            return f"atlas-{msm}-{prb}-{ts}"   # the usual result: what measurement_id_for makes of it
+        return measurement_id_for(msm, prb, ts)
     except (KeyError, TypeError, ValueError, OverflowError):
         return None
 
