@@ -6,7 +6,8 @@ upstream answers:
 * pulls the registry (probes, their networks, campaigns) every ``registry_s``, and measurements
   and heartbeats every ``sync_s`` (cursors kept in ``replica_state``; the ingest is idempotent by
   measurement id, so a pull repeated after a crash is harmless);
-* pushes what probes gave the replica itself: each batch uploaded to it, byte for byte, and each
+* pushes what probes gave the replica itself: each batch uploaded to it, byte for byte with the
+  probe's signature headers (the upstream checks the probe's own signature again), and each
   schedule poll it answered (the heartbeat, with its time), queued in ``replica_outbox`` before
   the probe gets its answer and removed only once the upstream acknowledged it.
 
@@ -35,6 +36,7 @@ from coordinator import auth
 from coordinator.api import API, cfg, error
 from coordinator.app import STORE
 from coordinator.config import ReplicaSettings
+from coordinator.replica_api import SIGNED_PATH
 from coordinator.replica_sync import Upstream, UpstreamError, apply_pull, apply_registry, take_outbox
 from probe import signing
 
@@ -58,7 +60,7 @@ STATUS = web.AppKey("replica_status", Status)
 TABLES = (
     "CREATE TABLE IF NOT EXISTS replica_state (key TEXT PRIMARY KEY, value REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS replica_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
-    "probe_id TEXT NOT NULL, body BLOB NOT NULL, queued_ts REAL NOT NULL)",
+    "probe_id TEXT NOT NULL, body BLOB NOT NULL, queued_ts REAL NOT NULL, sig TEXT)",
 )
 
 
@@ -80,11 +82,20 @@ def upstream_token(settings: ReplicaSettings) -> str:
 def create_tables(conn: sqlite3.Connection) -> None:
     for sql in TABLES:
         conn.execute(sql)
+    if "sig" not in {r[1] for r in conn.execute("PRAGMA table_info(replica_outbox)")}:   # made before 'sig'
+        conn.execute("ALTER TABLE replica_outbox ADD COLUMN sig TEXT")
 
 
-def _queue(conn: sqlite3.Connection, kind: str, probe_id: str, body: bytes) -> None:
-    conn.execute("INSERT INTO replica_outbox (kind, probe_id, body, queued_ts) VALUES (?, ?, ?, ?)",
-                 (kind, probe_id, body, time.time()))
+def signature_of(request: web.Request) -> str:
+    """The probe's signature headers and the path it signed, as the upstream needs them to check it."""
+    sig = {h: request.headers[h] for h in signing.HEADERS}
+    sig[SIGNED_PATH] = request.path_qs
+    return json.dumps(sig)
+
+
+def _queue(conn: sqlite3.Connection, kind: str, probe_id: str, body: bytes, sig: str | None = None) -> None:
+    conn.execute("INSERT INTO replica_outbox (kind, probe_id, body, queued_ts, sig) VALUES (?, ?, ?, ?, ?)",
+                 (kind, probe_id, body, time.time(), sig))
 
 
 def queue_beat(conn: sqlite3.Connection, probe_id: str) -> None:
@@ -138,7 +149,7 @@ async def middleware(request: web.Request, handler: Callable[[web.Request], Awai
     store = request.app[STORE]
     try:   # queued for the upstream before the probe hears "200": nothing it hands over is lost
         if path == f"{API}/measurements":
-            await store.write(_queue, "batch", probe_id, await request.read())
+            await store.write(_queue, "batch", probe_id, await request.read(), signature_of(request))
         else:
             await store.write(queue_beat, probe_id)
     except Exception as exc:
@@ -190,22 +201,24 @@ class Syncer:
             refused: list[int] = []
             if beats:
                 body = json.dumps({"beats": [json.loads(r["body"]) for r in beats]}).encode()
-                await self._send("heartbeats", body, {}, "application/json", [r["id"] for r in beats], done, refused)
+                await self._send("heartbeats", body, {}, {"Content-Type": "application/json"}, [r["id"] for r in beats],
+                                 done, refused)
             for r in rows:
                 if r["kind"] != "batch":
                     continue
                 ctype = "application/gzip" if bytes(r["body"][:2]) == b"\x1f\x8b" else "application/json"
-                await self._send("measurements", bytes(r["body"]), {"probe_id": r["probe_id"]}, ctype, [r["id"]],
-                                 done, refused)
+                sig = json.loads(r["sig"]) if r["sig"] else {}    # none: queued by an older replica (refused)
+                await self._send("measurements", bytes(r["body"]), {"probe_id": r["probe_id"]}, {"Content-Type": ctype,
+                                 **sig}, [r["id"]], done, refused)
             await store.write(_settle, done, refused)
             self.status["forwarded"] = self.status.get("forwarded", 0) + len(done)
             if refused:
                 self.status["refused"] = self.status.get("refused", 0) + len(refused)
 
-    async def _send(self, route: str, body: bytes, params: dict[str, Any], ctype: str, ids: list[int],
+    async def _send(self, route: str, body: bytes, params: dict[str, Any], headers: dict[str, str], ids: list[int],
                     done: list[int], refused: list[int]) -> None:
         try:
-            await self.upstream.post(route, body, params, ctype)
+            await self.upstream.post(route, body, params, headers)
             done.extend(ids)
         except UpstreamError as exc:
             if not exc.refused:

@@ -9,8 +9,11 @@ needs to read the registry and write forwarded data but never to make invites or
 * ``GET /api/v1/replica/pull``: measurements after an upstream ``seq`` and heartbeats after an
   upstream row id, both no older than ``since``;
 * ``POST /api/v1/replica/measurements?probe_id=ID``: a batch a probe uploaded to the replica, byte
-  for byte as the probe sent it; checked (hash chain, the probe's networks) and stored exactly as
-  the probe's own upload would have been (idempotent: a second copy is a duplicate);
+  for byte as the probe sent it, with the probe's four signature headers and ``X-Tocsin-Signed-Path``
+  (the path the probe signed); the probe's own signature is checked again here (not its clock
+  window nor its nonce: a forwarded batch is late by design, and a second copy stores nothing),
+  then the batch is checked (hash chain, the probe's networks) and stored exactly as the probe's
+  own upload would have been (idempotent: a second copy is a duplicate);
 * ``POST /api/v1/replica/heartbeats``: schedule polls the replica answered, with their times, so
   the upstream does not take probes that talked to the replica for silent.
 """
@@ -31,6 +34,7 @@ from coordinator.api import API, cfg, error, json_body, ok
 from coordinator.api_ingest import COMMITTER, _answer, _networks, _prepare, decode_batch
 from coordinator.app import STORE
 from coordinator.store import iter_measurements, record_from_row
+from probe import signing
 from probe.record import ACCESS_TYPES
 
 REPLICA_API = f"{API}/replica"
@@ -42,6 +46,7 @@ PROBE_COLUMNS = ("probe_id", "public_key", "name", "created_ts", "declared_cc", 
                  "observed_asn", "access", "tags", "last_seen_ts", "retired_ts", "software")
 NETWORK_COLUMNS = ("probe_id", "network", "cc", "asn", "access", "first_ts", "last_ts")
 CAMPAIGN_COLUMNS = ("campaign_id", "name", "spec", "created_ts", "stopped_ts", "embargo_s")
+SIGNED_PATH = "X-Tocsin-Signed-Path"     # a forwarded batch: the path the probe signed its upload for
 
 
 def check_token(request: web.Request) -> None:
@@ -127,6 +132,23 @@ async def pull(request: web.Request) -> web.Response:
     return ok(await request.app[STORE].read(_pull, after_seq, beats_after, since, min(limit, PULL_MAX)))
 
 
+def check_probe_signature(headers: Any, probe_id: str, public_key: str, body: bytes) -> None:
+    """AuthError(422) unless the forwarded headers are the probe's own signature of this batch upload.
+
+    422, not 401: the replica's token was good; this content can never be stored, so the replica
+    sets it aside instead of retrying it."""
+    signed_path = headers.get(SIGNED_PATH, "")
+    if signed_path.partition("?")[0] != f"{API}/measurements":
+        raise auth.AuthError(422, f"{SIGNED_PATH} must be the probe's upload path {API}/measurements, "
+                                  f"not {signed_path!r}")
+    try:
+        if signing.parse_headers(headers)[0] != probe_id:
+            raise auth.AuthError(422, f"the batch is signed as probe {headers[signing.H_PROBE]}, not {probe_id}")
+        signing.verify(signing.load_public_key(public_key), headers, "POST", signed_path, body)
+    except signing.SignatureError as exc:
+        raise auth.AuthError(422, f"the probe's signature of the forwarded batch: {exc}") from None
+
+
 async def forwarded_measurements(request: web.Request) -> web.Response:
     """A probe's batch as the replica received it: stored as the probe's own upload would be."""
     config, store = cfg(request.app), request.app[STORE]
@@ -139,9 +161,13 @@ async def forwarded_measurements(request: web.Request) -> web.Response:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise auth.AuthError(413, f"request body is larger than {config.ingest_max_bytes} bytes") from None
-        known = await store.read(lambda c: c.execute("SELECT 1 FROM probes WHERE probe_id = ?", (probe_id,)).fetchone())
+        known = await store.read(lambda c: c.execute("SELECT public_key, retired_ts FROM probes WHERE probe_id = ?",
+                                                     (probe_id,)).fetchone())
         if known is None:
             raise auth.AuthError(422, f"unknown probe {probe_id}")
+        await asyncio.to_thread(check_probe_signature, request.headers, probe_id, known["public_key"], body)
+        if known["retired_ts"] is not None:
+            raise auth.AuthError(422, f"probe {probe_id} is retired")
         items = await asyncio.to_thread(decode_batch, body, config.ingest_max_decompressed_bytes,
                                         config.ingest_max_records)
         networks = await store.read(_networks, probe_id)

@@ -58,9 +58,9 @@ class Upstream:
         async with self.session().get(f"{self.base}{REPLICA_API}/{route}", params=params) as resp:
             return await self._answer(resp, f"GET {route}")
 
-    async def post(self, route: str, body: bytes, params: dict[str, Any], content_type: str) -> dict[str, Any]:
+    async def post(self, route: str, body: bytes, params: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         async with self.session().post(f"{self.base}{REPLICA_API}/{route}", data=body, params=params,
-                                       headers={"Content-Type": content_type}) as resp:
+                                       headers=headers) as resp:
             doc = await self._answer(resp, f"POST {route}")
         if route == "measurements" and not doc.get("committed"):
             raise UpstreamError(f"POST {route}: the upstream did not commit the batch: {doc}")

@@ -15,7 +15,9 @@ from test_coord_helpers import ADMIN, count, register
 
 from coordinator.app import make_app
 from coordinator.config import load_config
+from coordinator.replica_api import SIGNED_PATH
 from coordinator.store import Store
+from probe import signing
 
 TOKEN = "replica-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -77,15 +79,23 @@ async def test_bad_pull_queries_get_400(service: Any, params: dict[str, str], me
     assert resp.status == 400 and message in (await resp.json())["error"]
 
 
+def forwarded(probe: Any, body: bytes, *, path: str = "/api/v1/measurements", now: float | None = None,
+              key: Any = None, probe_id: str | None = None) -> dict[str, str]:
+    """What a replica sends with a batch: its token, and the probe's own signature of its upload."""
+    sig = signing.sign_headers(key or probe.key, "POST", path, probe_id or probe.id, body, now=now)
+    return {**AUTH, **sig, SIGNED_PATH: path, "Content-Type": "application/gzip"}
+
+
 async def test_forwarded_batch_is_stored_once_with_its_chain(service: Any) -> None:
     client, store = service
     probe = await register(client, store)
     body = probe.batch([probe.record(i) for i in range(4)])
     url = f"/api/v1/replica/measurements?probe_id={probe.id}"
-    first = await client.post(url, data=body, headers={**AUTH, "Content-Type": "application/gzip"})
+    # signed an hour ago (a batch held by a replica through a cut): the clock window does not apply
+    first = await client.post(url, data=body, headers=forwarded(probe, body, now=time.time() - 3600))
     doc = await first.json()
     assert first.status == 200 and doc["committed"] and doc["inserted"] == 4
-    again = await (await client.post(url, data=body, headers=AUTH)).json()
+    again = await (await client.post(url, data=body, headers=forwarded(probe, body))).json()
     assert again["inserted"] == 0 and again["duplicates"] == 4
     assert count(store) == 4 and count(store, "upload_chain") == 4
     # the probe's next batch, straight to the upstream, continues the chain: no gap recorded
@@ -104,7 +114,8 @@ async def test_forwarded_batch_is_stored_once_with_its_chain(service: Any) -> No
 async def test_bad_forwarded_batches_get_4xx(service: Any, query: str, body: bytes, status: int, message: str) -> None:
     client, store = service
     probe = await register(client, store)
-    resp = await client.post("/api/v1/replica/measurements" + query.format(pid=probe.id), data=body, headers=AUTH)
+    resp = await client.post("/api/v1/replica/measurements" + query.format(pid=probe.id), data=body,
+                             headers=forwarded(probe, body))
     assert resp.status == status and message in (await resp.json())["error"]
     assert count(store) == 0
 
@@ -113,9 +124,41 @@ async def test_records_of_another_probe_are_refused(service: Any) -> None:
     client, store = service
     probe, other = await register(client, store), await register(client, store)
     body = probe.batch([probe.record(1)])
-    resp = await client.post(f"/api/v1/replica/measurements?probe_id={other.id}", data=body, headers=AUTH)
+    resp = await client.post(f"/api/v1/replica/measurements?probe_id={other.id}", data=body,
+                             headers=forwarded(other, body))
     assert resp.status == 200 and (await resp.json())["results"][0]["status"] == "rejected"
     assert count(store) == 0
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("unsigned", "unsigned request: missing header"),
+    ("forged", "signature does not verify"),
+    ("another probe's id", "is signed as probe"),
+    ("signed for another route", "must be the probe's upload path"),
+    ("body changed after signing", "signature does not verify"),
+    ("retired", "is retired"),
+])
+async def test_a_forwarded_batch_needs_the_probe_s_own_signature(service: Any, case: str, message: str) -> None:
+    """The replica's token alone cannot store records in a probe's name: each is refused for good (422)."""
+    client, store = service
+    probe, other = await register(client, store), await register(client, store)
+    body = probe.batch([probe.record(1), probe.record(2)])
+    headers = forwarded(probe, body)
+    if case == "unsigned":
+        headers = {**AUTH, SIGNED_PATH: "/api/v1/measurements"}
+    elif case == "forged":
+        headers = forwarded(probe, body, key=other.key)
+    elif case == "another probe's id":
+        headers = forwarded(probe, body, key=other.key, probe_id=other.id)
+    elif case == "signed for another route":
+        headers = forwarded(probe, body, path="/api/v1/schedule")
+    elif case == "body changed after signing":
+        body = probe.batch([probe.record(3)])
+    elif case == "retired":
+        store.write_sync(lambda c: c.execute("UPDATE probes SET retired_ts = 1 WHERE probe_id = ?", (probe.id,)))
+    resp = await client.post(f"/api/v1/replica/measurements?probe_id={probe.id}", data=body, headers=headers)
+    assert resp.status == 422 and message in (await resp.json())["error"]
+    assert count(store) == 0 and count(store, "upload_chain") == 0
 
 
 async def test_heartbeats_are_stored_once_and_last_seen_only_moves_forward(service: Any) -> None:
@@ -147,3 +190,18 @@ async def test_bad_heartbeats_get_400(service: Any, doc: dict[str, Any], message
     resp = await client.post("/api/v1/replica/heartbeats", data=orjson.dumps(doc), headers=AUTH)
     assert resp.status == 400 and message in (await resp.json())["error"]
     assert count(store, "probe_heartbeats") == 0
+
+
+def test_a_replica_outbox_made_before_signatures_were_kept_gains_the_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    from coordinator import replica
+
+    conn = sqlite3.connect(tmp_path / "old.db")
+    conn.execute("CREATE TABLE replica_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
+                 "probe_id TEXT NOT NULL, body BLOB NOT NULL, queued_ts REAL NOT NULL)")
+    conn.execute("INSERT INTO replica_outbox (kind, probe_id, body, queued_ts) VALUES ('batch', 'p-1', x'00', 1)")
+    replica.create_tables(conn)
+    replica.create_tables(conn)            # idempotent
+    assert conn.execute("SELECT kind, sig FROM replica_outbox").fetchall() == [("batch", None)]
+    conn.close()
