@@ -116,7 +116,8 @@ def probe_check(probe_id: str, networks: set[tuple[Any, Any, Any]]) -> Callable[
     return check
 
 
-def _networks(conn: sqlite3.Connection, probe_id: str) -> set[tuple[Any, Any, Any]]:
+def probe_networks(conn: sqlite3.Connection, probe_id: str) -> set[tuple[Any, Any, Any]]:
+    """The (cc, asn, access) networks a probe's records may carry (the registry assigned them)."""
     rows = conn.execute("SELECT cc, asn, access FROM probe_networks WHERE probe_id = ?", (probe_id,))
     return {(r[0], r[1], r[2]) for r in rows}
 
@@ -126,7 +127,7 @@ def _mid(item: dict[str, Any]) -> str | None:
     return mid if isinstance(mid, str) else None
 
 
-def _prepare(items: list[dict[str, Any]], probe_id: str, networks: set[Any]) -> tuple[list[int], Prepared]:
+def prepare_items(items: list[dict[str, Any]], probe_id: str, networks: set[Any]) -> tuple[list[int], Prepared]:
     """Validate the batch's records and build their rows (any thread): the writer only runs SQL."""
     positions = [i for i, it in enumerate(items) if "record" in it]
     return positions, prepare_measurements([items[i]["record"] for i in positions],    # parsed by decode_batch
@@ -240,7 +241,7 @@ class Committer:
 COMMITTER = web.AppKey("ingest_committer", Committer)
 
 
-def _answer(items: list[dict[str, Any]], positions: list[int], out: Outcome, drops: int) -> dict[str, Any]:
+def batch_answer(items: list[dict[str, Any]], positions: list[int], out: Outcome, drops: int) -> dict[str, Any]:
     """The committed batch's answer: one result per record, in batch order."""
     status = dict.fromkeys(out.duplicates, "duplicate")
     status.update(dict.fromkeys(out.inserted, "inserted"))
@@ -274,12 +275,12 @@ async def ingest(request: web.Request) -> web.Response:
         wait = request.app[SERVICE].limiter.records(probe_id, len(items))
         if wait:
             return error(429, f"rate limit: retry after {wait:.1f} s", retry_after_s=wait)
-        networks = await store.read(_networks, probe_id)
-        positions, prep = await asyncio.to_thread(_prepare, items, probe_id, networks)
+        networks = await store.read(probe_networks, probe_id)
+        positions, prep = await asyncio.to_thread(prepare_items, items, probe_id, networks)
         out, drops = await request.app[COMMITTER].commit(store, (probe_id, items, prep))
     except auth.AuthError as exc:
         return error(exc.status, str(exc))
-    answer = _answer(items, positions, out, drops)
+    answer = batch_answer(items, positions, out, drops)
     status = 200
     if positions and not out.inserted and not out.duplicates:
         conflicts = all(r.get("reason", "").startswith("conflict") for r in answer["results"])

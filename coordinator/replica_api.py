@@ -31,7 +31,7 @@ from aiohttp import web
 
 from coordinator import auth
 from coordinator.api import API, cfg, error, json_body, ok
-from coordinator.api_ingest import COMMITTER, _answer, _networks, _prepare, decode_batch
+from coordinator.api_ingest import COMMITTER, batch_answer, decode_batch, prepare_items, probe_networks
 from coordinator.app import STORE
 from coordinator.store import iter_measurements, record_from_row
 from probe import signing
@@ -170,12 +170,12 @@ async def forwarded_measurements(request: web.Request) -> web.Response:
             raise auth.AuthError(422, f"probe {probe_id} is retired")
         items = await asyncio.to_thread(decode_batch, body, config.ingest_max_decompressed_bytes,
                                         config.ingest_max_records)
-        networks = await store.read(_networks, probe_id)
-        positions, prep = await asyncio.to_thread(_prepare, items, probe_id, networks)
+        networks = await store.read(probe_networks, probe_id)
+        positions, prep = await asyncio.to_thread(prepare_items, items, probe_id, networks)
         out, drops = await request.app[COMMITTER].commit(store, (probe_id, items, prep))
     except auth.AuthError as exc:
         return error(exc.status, str(exc))
-    return ok(_answer(items, positions, out, drops))
+    return ok(batch_answer(items, positions, out, drops))
 
 
 def check_beats(doc: dict[str, Any], clock_window_s: float) -> list[dict[str, Any]]:

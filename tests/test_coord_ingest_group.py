@@ -17,8 +17,8 @@ from coordinator.api_ingest import (
     Committer,
     Job,
     _ingest_group,
-    _prepare,
     decode_batch,
+    prepare_items,
 )
 
 
@@ -30,7 +30,7 @@ async def service(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[Any]:
 
 def job(p: Any, start: int, n: int) -> Job:
     items = decode_batch(p.batch([p.record(i) for i in range(start, start + n)]), 2**26, 20000)
-    return p.id, items, _prepare(items, p.id, {(p.info["cc"], p.info["asn"], p.info["access"])})[1]
+    return p.id, items, prepare_items(items, p.id, {(p.info["cc"], p.info["asn"], p.info["access"])})[1]
 
 
 async def test_batches_waiting_for_the_writer_share_one_commit(service: Any) -> None:
