@@ -27,6 +27,7 @@ class Settings:
     confirm_min_probes: int = 3            # probes that, across confirm_min_asns ASNs, confirm on their own
     confirm_min_asns: int = 2              # ASNs that must agree for single-class confirmation
     onset_ticks: int = 2                   # consecutive ticks a finding needs before an event is suspected
+    confirmed_onset_ticks: int = 1         # ... an outage finding that already has independent support
     resolve_intervals: float = 1.0         # a scope must look healthy this long before its event is resolved
     throttle_resolve_intervals: float = 2.0    # the same for throttling (sparser, noisier evidence)
     throttle_median_ratio: float = 0.1     # goodput at or below this share of the baseline median is slow (OONI floor)
@@ -60,7 +61,7 @@ class Settings:
                 raise ValueError(f"verdict.{name} must be between 0 and 1")
         for name in ("min_observations", "confirm_min_probes", "confirm_min_asns", "baseline_samples",
                      "min_baseline_samples", "target_min_probes", "targeted_min_probes", "evidence_max",
-                     "onset_ticks"):
+                     "onset_ticks", "confirmed_onset_ticks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"verdict.{name} must be >= 1")
 

@@ -99,7 +99,7 @@ class Tracker:
             if ep is None:
                 pending = self.pending.setdefault(f.key, [])
                 pending.append((h, f))
-                if len(pending) < self.s.onset_ticks:
+                if len(pending) < self.onset_ticks(f):
                     continue
                 ep = self.open[f.key] = _Episode(f.key, ticks=pending[:-1])
                 del self.pending[f.key]
@@ -128,6 +128,15 @@ class Tracker:
             needed = self.throttle_resolve_after if key[0] == "throttling" else self.resolve_after
             if h - ep.healthy_since >= needed - 1e-9:
                 self._close(ep, h, ep.healthy_since)
+
+    def onset_ticks(self, f: Finding) -> int:
+        """Ticks a finding must hold before its event opens.  An outage with independent support
+        (several probes in several ASNs, or two signal classes) is not one vantage point's blip: it
+        opens at once.  Throttling and per-target findings keep the longer onset (a slow target
+        looks throttled for a moment to every probe that measures it at once)."""
+        if f.confirmed and f.family == "outage":
+            return self.s.confirmed_onset_ticks
+        return self.s.onset_ticks
 
     def _close(self, ep: _Episode, h: float, ended: float, **note: Any) -> None:
         ep.resolved_ts, ep.ended_ts = h, ended
