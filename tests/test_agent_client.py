@@ -4,6 +4,8 @@ Real aiohttp servers on loopback."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email.utils
 import socket
 import time
@@ -23,6 +25,30 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def syn_swallowing_port() -> AsyncIterator[int]:
+    """A loopback port whose accept queue is full (never accepted): new SYNs are dropped, as a cut
+    link drops them, so a connection attempt gets no answer at all."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)
+    port = lsock.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(3):
+            f = socket.socket()
+            fillers.append(f)
+            f.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                f.connect(("127.0.0.1", port))
+        await asyncio.sleep(0.2)
+        yield port
+    finally:
+        for f in fillers:
+            f.close()
+        lsock.close()
 
 
 @pytest.fixture
@@ -155,33 +181,13 @@ def test_poll_timeout_is_two_poll_intervals_within_bounds() -> None:
 async def test_connect_timeout_bounds_an_attempt_whose_syn_gets_no_answer() -> None:
     """A listener whose accept queue is full drops new SYNs (as a cut link does): the attempt ends
     after the client's connect timeout, not after its 30 s total."""
-    import asyncio
-
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(0)
-    port = lsock.getsockname()[1]
-    fillers = []
-    for _ in range(3):                      # fill the accept queue (never accepted)
-        f = socket.socket()
-        f.setblocking(False)
-        try:
-            f.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
-        fillers.append(f)
-    await asyncio.sleep(0.2)
-    try:
-        async with Client([f"http://127.0.0.1:{port}"], Ed25519PrivateKey.generate(), timeout_s=30.0) as c:
-            c.connect_timeout_s = 0.7
-            t = time.monotonic()
-            with pytest.raises(Unreachable):
-                await c.post("/api/v1/schedule", b"{}")
-            assert time.monotonic() - t < 5
-    finally:
-        for f in fillers:
-            f.close()
-        lsock.close()
+    async with syn_swallowing_port() as port, \
+            Client([f"http://127.0.0.1:{port}"], Ed25519PrivateKey.generate(), timeout_s=30.0) as c:
+        c.connect_timeout_s = 0.7
+        t = time.monotonic()
+        with pytest.raises(Unreachable):
+            await c.post("/api/v1/schedule", b"{}")
+        assert time.monotonic() - t < 5
 
 
 def test_endpoints_command_adds_a_fallback_after_the_primary(tmp_path, capsys) -> None:
@@ -301,25 +307,9 @@ async def test_when_nothing_answered_the_last_endpoint_gets_the_short_connection
     """A blackout: every endpoint failed at its last try.  The last endpoint's connection attempt
     is bounded by ``fallback_connect_s`` too, so a SYN lost in the cut is not waited out for the
     full connection bound after the line is back (the next attempt sends a fresh SYN)."""
-    import asyncio
-
     dead = f"http://127.0.0.1:{closed_port()}"
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(0)
-    port = lsock.getsockname()[1]
-    fillers = []
-    for _ in range(3):                      # a full accept queue drops new SYNs, as a cut link does
-        f = socket.socket()
-        f.setblocking(False)
-        try:
-            f.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
-        fillers.append(f)
-    await asyncio.sleep(0.2)
-    swallowed = f"http://127.0.0.1:{port}"
-    try:
+    async with syn_swallowing_port() as port:
+        swallowed = f"http://127.0.0.1:{port}"
         async with Client([dead, swallowed], Ed25519PrivateKey.generate(), timeout_s=30.0) as c:
             c.connect_timeout_s, c.fallback_connect_s = 2.0, 0.3
             t = time.monotonic()
@@ -331,7 +321,3 @@ async def test_when_nothing_answered_the_last_endpoint_gets_the_short_connection
             with pytest.raises(Unreachable):
                 await c.post("/api/v1/schedule", b"{}")            # both failed last time: short bounds
             assert time.monotonic() - t < 1.5
-    finally:
-        for f in fillers:
-            f.close()
-        lsock.close()
