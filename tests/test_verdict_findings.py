@@ -3,6 +3,8 @@ its world results are still in flight is not counted as up.  Pure: no database, 
 
 from __future__ import annotations
 
+import dataclasses
+
 from coordinator.verdict.baselines import Baselines
 from coordinator.verdict.detectors import ProbeInfo, ProbeState, reachability_state
 from coordinator.verdict.findings import Moment, outage_findings
@@ -197,5 +199,12 @@ def test_targeted_throttle_counts_a_probe_whose_latest_download_of_the_target_is
     found = throttling_findings(m, "KZ", S, set())
     assert [(f.scope_type, f.scope, f.details["probes"]) for f in found] == [
         ("target", "KZ|social", ["fix-1", "mob1-1", "mob2-1"])]
+    # its control last measured before that slow download (a general throttle's onset looks like
+    # this): the control says nothing about the same time, so it is not counted
+    ctl = next(i for i, x in enumerate(inside["mob2-1"]) if x.ts == 98.5)
+    inside["mob2-1"][ctl] = dataclasses.replace(inside["mob2-1"][ctl], ts=97.9)
+    assert throttling_findings(m, "KZ", S, set()) == []
+    inside["mob2-1"][ctl] = dataclasses.replace(inside["mob2-1"][ctl], ts=98.5)
+    assert len(throttling_findings(m, "KZ", S, set())) == 1
     inside["mob2-1"][-1:] = []                                # its latest download of social was fast: not it
     assert throttling_findings(m, "KZ", S, set()) == []

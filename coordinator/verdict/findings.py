@@ -335,7 +335,10 @@ def throttling_findings(m: Moment, cc: str, s: Settings, observed: set[Key]) -> 
                 continue
             if share >= s.slow_fraction:
                 cand[g] += [(p, o) for o, b in pairs if b]
-            elif max(pairs, key=lambda x: x[0].ts)[1]:
+            elif (newest := max(pairs, key=lambda x: x[0].ts))[1] and any(
+                    o.category == "control" and not b and o.ts >= newest[0].ts for o, b in items):
+                # only its newest download is slow: that says "targeted" only beside a control measured
+                # fine after it (at a throttle's onset the control's last result is from before it)
                 late[g] += [(p, o) for o, b in pairs if b]
     for g, extra in late.items():      # its latest download of g is slow, and two others are: it is too
         if len({p for p, _ in cand.get(g, [])}) >= 2:
