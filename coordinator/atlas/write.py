@@ -39,33 +39,32 @@ CHUNK = 500             # ids per IN (...) look-up
 NULL = float("nan")     # what the rows bind for NULL (see the module's docstring)
 _ONE_ROW = "(" + ", ".join("?" * len(MEASUREMENT_COLUMNS)) + ")"
 _INSERT_HEAD = f"INSERT OR IGNORE INTO measurements ({', '.join(MEASUREMENT_COLUMNS)}) VALUES "
-_INSERT_TAIL = ""
 _RAW_HEAD = "INSERT OR IGNORE INTO atlas_raw VALUES "
 _RAW_ROW = "(?, ?, ?, ?, ?, ?)"
 _SQL: dict[tuple[str, int], str] = {}
 
 
-def _sql(head: str, one: str, tail: str, n: int) -> str:
+def _sql(head: str, one: str, n: int) -> str:
     """The statement for ``n`` rows, kept (the same string object: its hash is computed once)."""
     text = _SQL.get((head, n))
     if text is None:
-        text = _SQL[head, n] = head + ", ".join([one] * n) + tail
+        text = _SQL[head, n] = head + ", ".join([one] * n)
     return text
 
 
-def _insert(conn: sqlite3.Connection, head: str, one: str, tail: str, rows: Sequence[tuple[Any, ...]]) -> int:
+def _insert(conn: sqlite3.Connection, head: str, one: str, rows: Sequence[tuple[Any, ...]]) -> int:
     """Insert ``rows`` :data:`ROWS_PER_INSERT` at a time; the number of rows inserted."""
     done = 0
     for i in range(0, len(rows), ROWS_PER_INSERT):
         part = rows[i:i + ROWS_PER_INSERT]
-        done += conn.execute(_sql(head, one, tail, len(part)), list(chain.from_iterable(part))).rowcount
+        done += conn.execute(_sql(head, one, len(part)), list(chain.from_iterable(part))).rowcount
     return done
 
 
 def _insert_both(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], raw_rows: Sequence[tuple[Any, ...]]
                  ) -> tuple[int, int]:
-    return (_insert(conn, _INSERT_HEAD, _ONE_ROW, _INSERT_TAIL, rows),
-            _insert(conn, _RAW_HEAD, _RAW_ROW, "", raw_rows))
+    return (_insert(conn, _INSERT_HEAD, _ONE_ROW, rows),
+            _insert(conn, _RAW_HEAD, _RAW_ROW, raw_rows))
 
 
 def lookup(conn: sqlite3.Connection, sql: str, ids: Sequence[str]) -> dict[str, Any]:
