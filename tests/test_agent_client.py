@@ -9,7 +9,7 @@ import contextlib
 import email.utils
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
@@ -51,6 +51,22 @@ async def syn_swallowing_port() -> AsyncIterator[int]:
         lsock.close()
 
 
+@contextlib.asynccontextmanager
+async def echo_server(handler: Callable[[web.Request], Awaitable[web.Response]]) -> AsyncIterator[str]:
+    """A real aiohttp server on a loopback port answering ``POST /api/v1/echo`` with ``handler``."""
+    app = web.Application()
+    app.router.add_post("/api/v1/echo", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
     seen: list[dict[str, str]] = []
@@ -62,17 +78,8 @@ async def server() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
         resp.headers["Date"] = email.utils.formatdate(time.time() + SKEW_S, usegmt=True)
         return resp
 
-    app = web.Application()
-    app.router.add_post("/api/v1/echo", echo)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", seen
-    finally:
-        await runner.cleanup()
+    async with echo_server(echo) as url:
+        yield url, seen
 
 
 async def test_falls_back_in_order_and_returns_to_the_primary_after_recheck(server: tuple[str, list]) -> None:
@@ -257,20 +264,11 @@ async def test_a_lone_endpoint_keeps_its_connection_alive() -> None:
         peers.append(request.transport.get_extra_info("peername"))
         return web.json_response({})
 
-    app = web.Application()
-    app.router.add_post("/api/v1/echo", who)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    try:
+    async with echo_server(who) as url:
         async with Client([url], Ed25519PrivateKey.generate(), timeout_s=5) as client:
             for _ in range(3):
                 assert (await client.post("/api/v1/echo", b"{}")).status == 200
         assert len(peers) == 3 and len(set(peers)) == 1
-    finally:
-        await runner.cleanup()
 
 
 def test_a_late_failure_of_the_primary_does_not_send_uploads_back_to_it() -> None:
