@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import orjson
 
 from coordinator import db as dbmod
+from coordinator.sqlbulk import insert_rows, placeholders
 from probe.record import RecordError, canonical_json, content_hash, time_to_epoch, validate_epoch
 
 T = TypeVar("T")
@@ -36,7 +37,9 @@ MEASUREMENT_COLUMNS = (
     "start_time", "start_ts", "runtime_s", "success", "failure", "test_keys", "annotations",
     "received_ts", "flags",
 )
-_INSERT_SQL = (
+_INSERT_HEAD = f"INSERT OR IGNORE INTO measurements ({', '.join(MEASUREMENT_COLUMNS)}) VALUES "
+_ONE_ROW = placeholders(len(MEASUREMENT_COLUMNS))
+_INSERT_SQL = (   # one row at a time (executemany): the benchmarks' ceiling
     f"INSERT INTO measurements ({', '.join(MEASUREMENT_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in MEASUREMENT_COLUMNS)}) ON CONFLICT(measurement_id) DO NOTHING"
 )
@@ -250,7 +253,10 @@ def write_prepared(conn: sqlite3.Connection, prep: Prepared, received_ts: float)
         else:
             fresh.append((*head, received_ts, flags))
             out.inserted.append(mid)
-    conn.executemany(_INSERT_SQL, fresh)
+    # many rows a statement (coordinator.sqlbulk); the ids were looked up in this transaction and
+    # the batch's second copies removed, so a row not inserted means a bug: raise, storing nothing
+    if insert_rows(conn, _INSERT_HEAD, _ONE_ROW, fresh) != len(fresh):
+        raise sqlite3.IntegrityError("a measurement row was not stored although its id was new")
     # a second copy in the batch shares its first copy's fate: a conflict with the stored row is
     # refused for both (acknowledging the copy would let the probe drop it from its outbox)
     for index, mid in prep.duplicates:

@@ -396,12 +396,12 @@ def test_a_batch_with_some_stored_results_is_decided_one_by_one(tmp_path: Path) 
 
 def test_many_rows_a_statement_and_the_remainder(tmp_path: Path) -> None:
     """Batches larger than one statement's rows, with a remainder, store every row once."""
-    from coordinator.atlas import write
+    from coordinator import sqlbulk
     from coordinator.atlas.importer import import_paths
     from coordinator.db import open_writer
 
     base = [json.loads(x) for x in lines("ping")]
-    n = write.ROWS_PER_INSERT * 2 + 7
+    n = sqlbulk.ROWS_PER_INSERT * 2 + 7
     texts = [json.dumps({**base[i % len(base)], "prb_id": 100000 + i}) for i in range(n)]
     f = tmp_path / "many.jsonl"
     f.write_text("\n".join(texts) + "\n")

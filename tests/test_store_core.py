@@ -14,13 +14,16 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from coordinator import db as dbmod
+from coordinator import sqlbulk
 from coordinator.store import (
     Store,
     fast_content_hash,
     insert_measurements,
     iter_measurements,
     parsed_content_hash,
+    prepare_measurements,
     record_from_row,
+    write_prepared,
 )
 from probe.record import content_hash, make_record
 
@@ -48,6 +51,31 @@ def test_insert_then_duplicate_is_acknowledged_not_stored_twice(conn: sqlite3.Co
     again = insert_measurements(conn, records)
     assert again.inserted == [] and sorted(again.duplicates) == sorted(r["measurement_id"] for r in records)
     assert conn.execute("SELECT count(*) FROM measurements").fetchone()[0] == 10
+
+
+def test_a_batch_of_many_statements_stores_each_new_row_once(conn: sqlite3.Connection) -> None:
+    """Rows go in :data:`sqlbulk.ROWS_PER_INSERT` to a statement: a batch of two full statements and
+    a remainder, with stored ids and second copies mixed in, stores each new record once, whole."""
+    n = sqlbulk.ROWS_PER_INSERT * 2 + 7
+    records = [rec(i) for i in range(n)]
+    insert_measurements(conn, records[:5])                        # already stored
+    out = insert_measurements(conn, records + records[40:43])     # and three second copies
+    assert len(out.inserted) == n - 5 and len(out.duplicates) == 5 + 3 and not out.rejected
+    assert tuple(conn.execute("SELECT COUNT(*), COUNT(DISTINCT measurement_id) FROM measurements").fetchone()) == (n, n)
+    rows = conn.execute("SELECT * FROM measurements ORDER BY seq").fetchall()
+    assert [record_from_row(r) for r in rows] == records          # in batch order, each row intact
+
+
+def test_a_row_the_insert_would_skip_raises_and_stores_nothing(conn: sqlite3.Connection) -> None:
+    """``INSERT OR IGNORE`` would skip a row that breaks a NOT NULL column: the count finds it out,
+    and the batch is refused whole rather than acknowledged with a row missing."""
+    prep = prepare_measurements([rec(i) for i in range(3)])
+    prep.heads[1] = (prep.heads[1][0], None, *prep.heads[1][2:])   # no content hash: NOT NULL
+    conn.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.IntegrityError, match="not stored"):
+        write_prepared(conn, prep, time.time())
+    conn.execute("ROLLBACK")
+    assert conn.execute("SELECT COUNT(*) FROM measurements").fetchone()[0] == 0
 
 
 def test_same_id_other_content_is_a_conflict(conn: sqlite3.Connection) -> None:

@@ -1,10 +1,10 @@
 """The SQL of :func:`coordinator.atlas.bulk.store_results`: Atlas rows into ``measurements`` and
 ``atlas_raw`` in one transaction, many rows per ``INSERT`` statement.
 
-- **Many rows a statement.**  ``executemany`` runs the insert once per row, and each run opens a
-  cursor on the table and on each of its indexes, updates ``sqlite_sequence`` (the table's
-  AUTOINCREMENT) and releases the GIL; one ``INSERT ... VALUES (...), (...), ...`` of up to
-  :data:`ROWS_PER_INSERT` rows pays that once.  Such a statement that may stop half-way (an
+- **Many rows a statement** (:mod:`coordinator.sqlbulk`).  ``executemany`` runs the insert once
+  per row, and each run opens a cursor on the table and on each of its indexes, updates
+  ``sqlite_sequence`` (the table's AUTOINCREMENT) and releases the GIL; one ``INSERT ... VALUES
+  (...), (...), ...`` of up to :data:`coordinator.sqlbulk.ROWS_PER_INSERT` rows pays that once.  Such a statement that may stop half-way (an
   expression such as ``NULLIF(?, '')`` in it, or ``ON CONFLICT DO NOTHING``, which halts on a
   corrupt index) makes SQLite keep a statement journal, which spills to a temporary file: two more
   writes for each page touched again.  So the rows are plain ``?`` and the statement is ``INSERT OR
@@ -26,45 +26,26 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from itertools import chain
 from typing import TYPE_CHECKING, Any
 
+from coordinator.sqlbulk import insert_rows, placeholders
 from coordinator.store import MEASUREMENT_COLUMNS
 
 if TYPE_CHECKING:  # storage imports bulk, which imports this module
     from coordinator.atlas.storage import Counts
 
-ROWS_PER_INSERT = 100   # cachegrind, 3,000 pings: 50 and 100 alike, 250 +2k instructions a ping
 CHUNK = 500             # ids per IN (...) look-up
 NULL = float("nan")     # what the rows bind for NULL (see the module's docstring)
-_ONE_ROW = "(" + ", ".join("?" * len(MEASUREMENT_COLUMNS)) + ")"
+_ONE_ROW = placeholders(len(MEASUREMENT_COLUMNS))
 _INSERT_HEAD = f"INSERT OR IGNORE INTO measurements ({', '.join(MEASUREMENT_COLUMNS)}) VALUES "
 _RAW_HEAD = "INSERT OR IGNORE INTO atlas_raw VALUES "
-_RAW_ROW = "(?, ?, ?, ?, ?, ?)"
-_SQL: dict[tuple[str, int], str] = {}
-
-
-def _sql(head: str, one: str, n: int) -> str:
-    """The statement for ``n`` rows, kept (the same string object: its hash is computed once)."""
-    text = _SQL.get((head, n))
-    if text is None:
-        text = _SQL[head, n] = head + ", ".join([one] * n)
-    return text
-
-
-def _insert(conn: sqlite3.Connection, head: str, one: str, rows: Sequence[tuple[Any, ...]]) -> int:
-    """Insert ``rows`` :data:`ROWS_PER_INSERT` at a time; the number of rows inserted."""
-    done = 0
-    for i in range(0, len(rows), ROWS_PER_INSERT):
-        part = rows[i:i + ROWS_PER_INSERT]
-        done += conn.execute(_sql(head, one, len(part)), list(chain.from_iterable(part))).rowcount
-    return done
+_RAW_ROW = placeholders(6)
 
 
 def _insert_both(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], raw_rows: Sequence[tuple[Any, ...]]
                  ) -> tuple[int, int]:
-    return (_insert(conn, _INSERT_HEAD, _ONE_ROW, rows),
-            _insert(conn, _RAW_HEAD, _RAW_ROW, raw_rows))
+    return (insert_rows(conn, _INSERT_HEAD, _ONE_ROW, rows),
+            insert_rows(conn, _RAW_HEAD, _RAW_ROW, raw_rows))
 
 
 def lookup(conn: sqlite3.Connection, sql: str, ids: Sequence[str]) -> dict[str, Any]:
