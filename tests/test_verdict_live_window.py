@@ -73,3 +73,40 @@ def test_any_arrival_order_gives_a_full_loads_observations(order: list[int], siz
             assert seen and live.window.parsed <= _count(conn)      # every row parsed at most once
         finally:
             conn.close()
+
+
+def test_arrived_rows_keep_every_digit_of_their_times(tmp_path: Path) -> None:
+    """Newly arrived rows come as one JSON text per chunk (SQLite's JSON prints REALs with 15
+    digits, so they travel as 17-digit text): times and runtimes with awkward digits, over more than
+    one chunk, give exactly a full load's observations."""
+    import random
+
+    from coordinator.verdict import run
+
+    rng = random.Random(7)
+    conn = db.open_writer(tmp_path)
+    try:
+        load(conn, [], BEATS)
+        live = LiveDetector(S)
+        records = [dict(r, runtime_s=rng.random() * 3 + 0.1 + 0.2) for r in RECORDS]   # times: microseconds
+        first = records[: len(records) // 3]
+        assert not insert_measurements(conn, first, received_ts=T0 + 50 + rng.random()).rejected
+        plan = live.plan(conn)
+        assert plan is not None
+        live.dataset(conn, plan.since - 60, plan.until)                     # the window's first full read
+        live.save(conn, plan, [])
+        parsed = live.window.parsed
+        old_chunk, run.ARRIVED_CHUNK = run.ARRIVED_CHUNK, 7                  # many chunks, one remainder
+        try:
+            assert not insert_measurements(conn, records[len(first):], received_ts=T0 + 51 + rng.random()).rejected
+            plan = live.plan(conn)
+            assert plan is not None
+            got = live.dataset(conn, plan.since - 60, plan.until)
+        finally:
+            run.ARRIVED_CHUNK = old_chunk
+        want = load_dataset(conn, plan.since - 60, plan.until, S)
+        assert live.window.parsed - parsed == len(records) - len(first)    # the rest came by the arrival path
+        assert len(want.obs) > 3 * 7 and got.obs == want.obs
+        assert len({o.received_ts for o in got.obs}) == 2 and all(o.received_ts % 1 for o in got.obs if o.received_ts)
+    finally:
+        conn.close()
