@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 
 from probe.agent.schedule import JITTER_FRACTION, Timetable
 from probe.agent.service import UPLOAD_LINGER_S, upload_linger_s
@@ -25,6 +26,23 @@ def test_tasks_start_at_a_stable_phase_and_repeat_with_bounded_jitter() -> None:
     assert abs(tt.due["a"] - (first["a"] + 10.0)) <= JITTER_FRACTION * 10.0 + 1e-9
     tt.update([task("b", 60.0)], now=1001.0)                   # a task the coordinator dropped is forgotten
     assert set(tt.due) == {"b"} and tt.shortest_interval_s() == 60.0
+
+
+def test_probes_of_one_campaign_run_a_task_at_their_own_phase() -> None:
+    """The phase is the probe's and the task's: stable for one probe, spread across probes."""
+    tasks = [task("a", 10.0), task("b", 10.0)]
+    phases = {}
+    for probe in (f"p-{i:04d}" for i in range(40)):
+        tt = Timetable(random.Random(1), salt=probe)
+        tt.update(tasks, now=0.0)
+        again = Timetable(random.Random(2), salt=probe)
+        again.update(tasks, now=0.0)
+        assert again.due == tt.due                             # a restarted probe keeps its rhythm
+        phases[probe] = tt.due["a"]
+        assert tt.due["a"] != tt.due["b"]
+    values = sorted(phases.values())
+    assert len(set(values)) == 40 and all(0.0 <= v < 10.0 for v in values)
+    assert max(b - a for a, b in pairwise(values)) < 2.5                  # spread over the interval
 
 
 def test_campaign_window_is_judged_on_the_coordinators_clock() -> None:

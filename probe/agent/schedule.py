@@ -27,12 +27,19 @@ def save_schedule(state: Path, doc: dict[str, Any]) -> None:
 
 
 class Timetable:
-    """Next due time of every task; new tasks start at a stable offset within their interval."""
+    """Next due time of every task; new tasks start at a stable offset within their interval.
 
-    def __init__(self, rng: random.Random | None = None):
+    The offset is a hash of the probe's id (``salt``) and the task's id: stable for one probe (a
+    restart keeps its rhythm), different from probe to probe.  All probes of a campaign share its
+    task ids, so an offset from the task id alone ran every probe's test of a target in the same
+    second: a burst on the target and the coordinator each interval, and a fault that began just
+    after that second was seen by no probe for a whole interval."""
+
+    def __init__(self, rng: random.Random | None = None, salt: str = ""):
         self.tasks: dict[str, dict[str, Any]] = {}
         self.due: dict[str, float] = {}
         self.rng = rng or random.Random()
+        self.salt = salt
 
     def update(self, tasks: list[dict[str, Any]], now: float) -> None:
         fresh = {t["task_id"]: t for t in tasks}
@@ -42,7 +49,7 @@ class Timetable:
         for tid, task in fresh.items():
             if tid not in self.due:
                 interval = float(task["interval_s"])
-                phase = int(hashlib.sha256(tid.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+                phase = int(hashlib.sha256(f"{self.salt}/{tid}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
                 self.due[tid] = now + phase * interval
         self.tasks = fresh
 

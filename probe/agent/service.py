@@ -74,7 +74,7 @@ class Agent:
         self.outbox: Outbox = self._pool.submit(Outbox, self.state / OUTBOX_FILE, quota_bytes).result()
         self.uploader = Uploader(self.client, self.outbox, self.blocking, batch_items=batch_items)
         self.metrics = Metrics(metrics_listen)
-        self.timetable = Timetable()
+        self.timetable = Timetable(salt=self.identity.probe_id)      # each probe its own phase
         self.poll_override = poll_interval_s
         self.schedule = load_schedule(self.state) or {}
         self.probe = dict(self.schedule.get("probe") or self.identity.probe)
