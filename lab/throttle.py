@@ -3,7 +3,8 @@
 Shaping sits on both ends of each chosen access node's uplink: the access side's egress (uploads)
 and the core side's egress towards it (downloads).  With ``targets``, an htb with a fast default
 class and a slow class 1:20 is installed and u32 filters send packets to or from the targets'
-addresses into 1:20 (the kernel here has no fw/matchall classifiers).
+addresses into 1:20 (the kernel here has no fw/matchall classifiers); the slow class queues at
+most 400 ms, like a policer (a tbf under it, which also splits GSO packets).
 """
 
 from __future__ import annotations
@@ -78,7 +79,13 @@ class Throttle(Action):
             else:
                 batch = [f"qdisc replace dev {dev} root handle 1: htb default 10",
                          f"class add dev {dev} parent 1: classid 1:10 htb rate {base.get((ns, dev), '10gbit')}",
-                         f"class add dev {dev} parent 1: classid 1:20 htb rate {rate} ceil {rate} burst {burst}"]
+                         f"class add dev {dev} parent 1: classid 1:20 htb rate {rate} ceil {rate} burst {burst}",
+                         # the slow class's queue: a tbf bounded at 400 ms, as for a whole network (a
+                         # policer's queue is short).  The class's default pfifo holds txqueuelen
+                         # (1,000) packets, a minute at 150kbit: the data of downloads already given
+                         # up on kept new connections from even opening (half of the lab's throttled
+                         # downloads timed out with no byte, so a throttle looked like a block)
+                         f"qdisc add dev {dev} parent 1:20 handle 20: tbf rate {rate} burst {burst} latency 400ms"]
                 for addr in targets:
                     for way in ("dst", "src"):
                         batch.append(f"filter add dev {dev} parent 1: protocol ip prio 1 u32 "

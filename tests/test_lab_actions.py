@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -191,6 +192,25 @@ def test_throttle_only_chosen_targets(env):
     finally:
         action.undo(ctx)
     assert check.download_bps(MOB1, SOCIAL, 1_500_000) > 8e6
+
+
+def test_a_throttled_target_still_takes_new_connections(env):
+    """Downloads under way must not fill the slow class's queue so far that a new connection cannot
+    open: throttled is slow, not unreachable (the probes download the target concurrently)."""
+    action, ctx = apply_undo(env, "throttle", {"targets": ["social.example.lab"], "rate": "150kbit"})
+    try:
+        bulk = [subprocess.Popen(["ip", "netns", "exec", MOB1, "curl", "-s", "-o", "/dev/null", "-m", "6",
+                                  f"http://{SOCIAL}/bytes/1000000"]) for _ in range(2)]
+        try:
+            time.sleep(1.5)                                    # both are under way and their queue is full
+            got = [check.download_bps(MOB1, SOCIAL, 4_000, timeout_s=1.5) for _ in range(3)]
+        finally:
+            for b in bulk:
+                b.kill()
+                b.wait()
+        assert sum(1 for g in got if 0 < g < 300e3) >= 2, got   # they connect and get their bytes, slowly
+    finally:
+        action.undo(ctx)
 
 
 def test_kill_probe_and_restart(env):
