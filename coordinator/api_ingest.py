@@ -201,6 +201,7 @@ class Committer:
         self.task: asyncio.Task[None] | None = None
         self.groups = 0      # transactions run, and batches they carried (batches / groups = mean group)
         self.batches = 0
+        self.arrived = asyncio.Event()   # set after a COMMIT that stored rows (the verdict loop wakes on it)
 
     async def commit(self, store: Store, job: Job) -> tuple[Outcome, int]:
         fut: asyncio.Future[tuple[Outcome, int]] = asyncio.get_running_loop().create_future()
@@ -224,6 +225,8 @@ class Committer:
                     results: list[Result] = await store.write(_ingest_group, [job for job, _ in group])
                 except Exception as exc:
                     results = [exc] * len(group)
+                if any(not isinstance(r, Exception) and r[0].inserted for r in results):
+                    self.arrived.set()
                 for (_, fut), res in zip(group, results, strict=True):
                     if fut.done():     # its request was cancelled (client gone): committed all the same
                         continue

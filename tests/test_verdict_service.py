@@ -14,6 +14,7 @@ from coordinator.store import Store
 from coordinator.verdict import service
 from coordinator.verdict.settings import Settings
 from coordinator.verdict.synthetic import Campaign, Fault, inside, load
+from probe.record import time_to_epoch
 
 T0 = 1_700_000_000.0
 
@@ -77,8 +78,59 @@ async def test_bad_filters_are_refused_with_a_reason(aiohttp_client: Any, tmp_pa
 
 
 def test_the_pause_after_a_step_coalesces_only_under_load() -> None:
-    from coordinator.verdict.service import pause_after
+    from coordinator.verdict.service import pause_after, wake_gap
 
     assert pause_after(0.02, 1.0) == 1.0          # the normal case: poll_s, as before
     assert pause_after(0.999, 1.0) == 1.0
     assert pause_after(2.5, 1.0) == 2.5           # a step longer than poll_s: at most half the time
+    assert wake_gap(0.02, 1.0) == 0.25            # arriving results: a quarter of poll_s apart at least
+    assert wake_gap(0.3, 1.0) == 0.6              # ... and twice the step: a third of the time at most
+    assert wake_gap(0.8, 1.0) == 1.0 and wake_gap(2.5, 1.0) == 2.5    # never longer than without a wake
+
+
+def _job(records: list[dict[str, Any]]) -> Any:
+    from coordinator.store import prepare_measurements
+
+    items = [{"prev": f"{i:064x}", "hash": f"{i + 1:064x}", "record": r} for i, r in enumerate(records)]
+    return "p-uploader", items, prepare_measurements(records)
+
+
+async def test_committed_uploads_wake_the_live_step(aiohttp_client: Any, tmp_path: Path) -> None:
+    """With an 8 s poll, results committed by the ingest are judged after the 2 s wake gap, not at
+    the next poll."""
+    from coordinator.api_ingest import COMMITTER, Committer
+
+    store = await asyncio.to_thread(Store, tmp_path)
+    c = Campaign(t0=T0, duration_s=110, faults=[Fault(30, 75, "fail", inside)])      # the probes keep polling
+    records = c.records()
+    early = [r for r in records if time_to_epoch(r["start_time"]) < T0 + 20]    # before the fault
+    await store.write(load, early, c.heartbeats())
+    app = web.Application()
+    app[STORE] = store
+    app[CONFIG] = _Config(Settings(poll_s=8.0))
+    app[COMMITTER] = committer = Committer()
+    service.setup(app)
+    client = await aiohttp_client(app)
+    try:
+        for _ in range(100):                       # the first step ran, at start-up (bounded: 100 x 0.05 s)
+            if app[service.STATS].get("steps"):
+                break
+            await asyncio.sleep(0.05)
+        assert app[service.STATS]["steps"] == 1
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        out, _ = await committer.commit(store, _job([r for r in records if r not in early]))
+        assert out.inserted and committer.arrived.is_set()
+        events: list[dict[str, Any]] = []
+        for _ in range(120):                       # bounded: 120 x 0.05 s, below the 8 s poll
+            events = (await (await client.get("/api/v1/events", params={"kind": "blackout"})).json())["events"]
+            if events:
+                break
+            await asyncio.sleep(0.05)
+        assert [e["scope"] for e in events] == ["KZ"]
+        assert loop.time() - started < 6.0
+        committer.arrived.clear()
+        out, _ = await committer.commit(store, _job(records[-1:]))      # a duplicate stores nothing: no wake
+        assert out.duplicates and not out.inserted and not committer.arrived.is_set()
+    finally:
+        await asyncio.to_thread(store.close)

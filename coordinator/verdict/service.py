@@ -4,10 +4,14 @@ A background task looks for new measurements and polls every ``verdict.poll_s`` 
 engine reads on a reader thread and writes on the Store's writer thread; nothing blocking runs
 on the event loop.  A failed step is logged and retried at the next poll (never kills the loop).
 
-Under load the pause after a step is as long as the step took, when that is longer than
-``poll_s``: the live steps then take at most half of the time (a heavy ingest keeps its CPU, and the
-next step folds in everything that arrived meanwhile).  A step shorter than ``poll_s`` - the normal
-case, and the lab's - is followed by ``poll_s`` exactly as before.
+A step runs ``poll_s`` after the last one, or sooner when the ingest commits new results (its
+:class:`coordinator.api_ingest.Committer` sets ``arrived``): a result that shows a fault is judged
+when it arrives, not up to ``poll_s`` later.  Steps woken that way stay at least
+:data:`WAKE_GAP_FRACTION` x ``poll_s`` apart, and twice as long as the last step took, so the live
+steps take at most a third of the time under a steady stream of uploads.  Under load the pause after
+a step is as long as the step took, when that is longer than ``poll_s``: the live steps then take
+at most half of the time (a heavy ingest keeps its CPU, and the next step folds in everything that
+arrived meanwhile).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from coordinator.api_ingest import COMMITTER
 from coordinator.app import CONFIG, STORE
 from coordinator.verdict.queries import FilterError, get_event, list_events, parse_filters
 from coordinator.verdict.run import LiveDetector
@@ -70,17 +75,42 @@ async def step(app: web.Application, detector: LiveDetector) -> int:
     return result.transitions
 
 
+WAKE_GAP_FRACTION = 0.25    # steps woken by arriving results stay this share of poll_s apart, at least
+
+
 def pause_after(step_s: float, poll_s: float) -> float:
-    """Seconds to wait after a step that took ``step_s``: ``poll_s``, or the step's own length when
-    that is longer (coalescing under load; see the module docstring)."""
+    """Seconds to wait after a step that took ``step_s`` when nothing arrives: ``poll_s``, or the
+    step's own length when that is longer (coalescing under load; see the module docstring)."""
     return max(poll_s, step_s)
+
+
+def wake_gap(step_s: float, poll_s: float) -> float:
+    """The shortest pause after a step that took ``step_s`` before arriving results may start the
+    next: a quarter of ``poll_s``, twice the step (a third of the time at most), never more than
+    :func:`pause_after`."""
+    return min(pause_after(step_s, poll_s), max(WAKE_GAP_FRACTION * poll_s, 2 * step_s))
+
+
+async def pause(arrived: asyncio.Event | None, step_s: float, poll_s: float) -> None:
+    """Wait :func:`wake_gap`, then until results arrive or :func:`pause_after` has passed."""
+    gap, most = wake_gap(step_s, poll_s), pause_after(step_s, poll_s)
+    await asyncio.sleep(gap)
+    if arrived is None:
+        await asyncio.sleep(most - gap)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(arrived.wait(), most - gap)
 
 
 async def detect_forever(app: web.Application) -> None:
     detector = LiveDetector(app[SETTINGS])
     loop = asyncio.get_running_loop()
+    committer = app.get(COMMITTER)
+    arrived = committer.arrived if committer is not None else None
     while True:
         started = loop.time()
+        if arrived is not None:
+            arrived.clear()            # what commits from here on wakes the next step
         try:
             await step(app, detector)
         except asyncio.CancelledError:
@@ -88,7 +118,7 @@ async def detect_forever(app: web.Application) -> None:
         except Exception:
             log.exception("verdict step failed; retrying at the next poll")
             app[STATS]["errors"] = app[STATS].get("errors", 0) + 1
-        await asyncio.sleep(pause_after(loop.time() - started, app[SETTINGS].poll_s))
+        await pause(arrived, loop.time() - started, app[SETTINGS].poll_s)
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:

@@ -43,7 +43,7 @@ class Settings:
     target_max_fraction: float = 0.34      # a probe failing more than this share of its targets is not per-target
     lookback_intervals: float = 40.0       # history loaded before a re-evaluated range (baselines, open events)
     evidence_max: int = 200                # measurement ids linked to one event at most
-    poll_s: float = 1.0                    # how often the service looks for new measurements and heartbeats
+    poll_s: float = 1.0                    # how often the service looks for new data (sooner when uploads commit)
     dns_tamper_failures: list[str] = field(default_factory=lambda: ["dns_nxdomain", "dns_bogon_answer"])
     # add "timeout" to also catch silent drops after the handshake (noisy on congested links)
     http_block_failures: list[str] = field(default_factory=lambda: [
