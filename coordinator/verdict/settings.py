@@ -29,7 +29,7 @@ class Settings:
     onset_ticks: int = 2                   # consecutive ticks a finding needs before an event is suspected
     confirmed_onset_ticks: int = 1         # ... an outage finding that already has independent support
     resolve_intervals: float = 1.0         # a scope must look healthy this long before its event is resolved
-    throttle_resolve_intervals: float = 2.0    # the same for throttling (sparser, noisier evidence)
+    throttle_resolve_intervals: float = 1.5    # the same for throttling (sparser, noisier evidence)
     throttle_median_ratio: float = 0.1     # goodput at or below this share of the baseline median is slow (OONI floor)
     throttle_low_ratio: float = 0.5        # ... and at or below this share of the baseline's low quantile
     baseline_low_quantile: float = 0.05    # the low quantile of healthy goodput ordinary noise stays above
