@@ -1,5 +1,6 @@
 """The tracker's onset rule on hand-made findings (pure, no store): a lone signal must hold for
-``onset_ticks`` ticks, a finding with independent support (confirmed) for ``confirmed_onset_ticks``."""
+``onset_ticks`` ticks, an outage or a general throttle with independent support (confirmed) for
+``confirmed_onset_ticks``."""
 
 from __future__ import annotations
 
@@ -28,12 +29,26 @@ def test_a_finding_opens_an_event_after_its_onset_ticks(confirmed: bool, ticks_t
     assert tracker.open[f.key].ticks[0][0] == 0.0       # the event starts at the first tick it was seen
 
 
-def test_confirmed_throttling_still_needs_the_full_onset() -> None:
+@pytest.mark.parametrize("targeted", [True, None])
+def test_confirmed_targeted_throttling_still_needs_the_full_onset(targeted: bool | None) -> None:
     tracker = Tracker(3.0, Settings())
     f = finding(True, family="throttling")
+    if targeted is not None:
+        f.details["targeted"] = targeted
     tracker.tick(0.0, [f], {f.key})
     assert f.key not in tracker.open                    # one tick of a slow target is not an event
     tracker.tick(1.0, [f], {f.key})
+    assert f.key in tracker.open
+
+
+@pytest.mark.parametrize(("confirmed", "ticks_to_open"), [(True, 1), (False, 2)])
+def test_a_general_throttle_in_several_asns_opens_at_once(confirmed: bool, ticks_to_open: int) -> None:
+    tracker = Tracker(3.0, Settings())
+    f = finding(confirmed, family="throttling")
+    f.details["targeted"] = False                       # every download of the probes is slow
+    for i in range(ticks_to_open):
+        assert f.key not in tracker.open
+        tracker.tick(float(i), [f], {f.key})
     assert f.key in tracker.open
 
 

@@ -132,9 +132,12 @@ class Tracker:
     def onset_ticks(self, f: Finding) -> int:
         """Ticks a finding must hold before its event opens.  An outage with independent support
         (several probes in several ASNs, or two signal classes) is not one vantage point's blip: it
-        opens at once.  Throttling and per-target findings keep the longer onset (a slow target
-        looks throttled for a moment to every probe that measures it at once)."""
-        if f.confirmed and f.family == "outage":
+        opens at once, and so does a general throttle slowing every download of probes in several
+        ASNs.  Targeted throttling and per-target findings keep the longer onset (a slow target
+        looks throttled for a moment to every probe that measures it at once, before the outside
+        view has measured it again)."""
+        general_throttle = f.family == "throttling" and f.details.get("targeted") is False
+        if f.confirmed and (f.family == "outage" or general_throttle):
             return self.s.confirmed_onset_ticks
         return self.s.onset_ticks
 
